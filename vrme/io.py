@@ -1,0 +1,168 @@
+"""Atomic file writes, Parquet helpers and content fingerprints.
+
+Every file vrme writes goes through :func:`atomic_path`: the data is written to a temporary name
+in the same folder and renamed over the target only when complete, so a killed run never leaves a
+half-written file under a final name. Stale temporaries (``*.tmp-<pid>-<rand>``) left by a killed
+process are ignored by readers and removed by :func:`remove_stale_temporaries`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_MARK = ".tmp-"
+
+
+class WriteError(OSError):
+    """Writing an output failed; the message names the file and the reason."""
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it to ``target`` on success.
+
+    On any exception the temporary file is removed and the exception re-raised (an ``OSError``
+    is wrapped in :class:`WriteError` naming ``target``).
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(exc.errno, f"cannot create folder {target.parent}: {exc.strerror}") from exc
+    tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise WriteError(f"nothing was written to {target}")
+        os.replace(tmp, target)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(p: Path) -> None:
+    with contextlib.suppress(OSError):
+        p.unlink()
+
+
+def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``target`` atomically and return the path."""
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(target)
+
+
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``target`` atomically and return the path."""
+    return write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``target`` atomically and return the path."""
+    return write_text_atomic(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet_atomic(
+    target: str | os.PathLike[str], table: pa.Table, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write an Arrow table to ``target`` atomically; ``metadata`` values are stored as JSON
+    strings in the schema metadata under their keys."""
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        for key, value in metadata.items():
+            meta[key.encode()] = json.dumps(value, sort_keys=True, default=str).encode()
+        table = table.replace_schema_metadata(meta)
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(target)
+
+
+def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON-decoded schema metadata vrme stored in a Parquet file (pandas keys dropped)."""
+    schema = pq.read_schema(path)
+    out: dict[str, Any] = {}
+    for k, v in (schema.metadata or {}).items():
+        key = k.decode()
+        if key.startswith("pandas") or key == "ARROW:schema":
+            continue
+        try:
+            out[key] = json.loads(v)
+        except (ValueError, UnicodeDecodeError):
+            out[key] = v.decode(errors="replace")
+    return out
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporaries left by killed writers under ``folder``; return what was removed.
+
+    Only files whose writer process is gone are removed, so a concurrent run's in-progress
+    temporary is left alone.
+    """
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.exists():
+        return removed
+    for p in folder.rglob(f"*{TMP_MARK}*"):
+        try:
+            pid = int(p.name.rsplit(TMP_MARK, 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if _pid_alive(pid) and pid != os.getpid():
+            continue
+        _unlink_quietly(p)
+        removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fingerprint_files(paths: list[Path] | list[str], *, content_bytes: int = 0) -> str:
+    """Fingerprint of a list of files from their names, sizes and modification times.
+
+    With ``content_bytes`` > 0 the first that many bytes of every file are hashed as well.
+    Cheap enough for millions of frames; changes when a frame is replaced, added or removed.
+    """
+    h = hashlib.sha256()
+    for p in paths:
+        p = Path(p)
+        st = p.stat()
+        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        if content_bytes:
+            with open(p, "rb") as fh:
+                h.update(fh.read(content_bytes))
+    return h.hexdigest()[:16]
+
+
+def fingerprint_file(path: str | os.PathLike[str]) -> str:
+    """Content hash (sha256, 16 hex) of one file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
