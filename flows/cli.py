@@ -22,6 +22,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Micro-expression spotting and recognition benchmarks, rebuilt end to end.
+
+    Start with `vrme demo`; see README.md for real datasets.
+    """
+
+
 for _mod in sorted(m.name for m in pkgutil.iter_modules(flows.commands.__path__)):
     if not _mod.startswith("_"):
         importlib.import_module(f"flows.commands.{_mod}").register(app)

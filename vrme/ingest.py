@@ -1,0 +1,404 @@
+"""Ingestion: from a dataset root to ``manifest.parquet``, ``labels.parquet`` and ``skipped.csv``.
+
+Adapters read the real folder layouts of DATASETS.md:
+
+- ``casme3``: ``ROOT/data/<subject>/<video>/color/<n>.jpg`` + ``casme3_label.xlsx``
+- ``samm_lv``: ``ROOT/SAMM_longvideos/<video>/<video>_<nnnn>.jpg`` + the two SAMM spreadsheets
+- ``megc`` / ``videos``: unlabelled; every folder holding numbered images is a video (MEGC test
+  sets in either layout), and every .mp4/.avi/.mov/.mkv file is a video read through OpenCV.
+
+Every video or label row that is left out lands in ``skipped.csv`` with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vrme.config import Config
+from vrme.errors import DataError, FrameError
+from vrme.frames import VIDEO_EXTENSIONS, FrameListing, count_video_frames, list_frames, natural_key
+from vrme.io import write_text_atomic
+from vrme.labels import (
+    EVENT_COLUMNS,
+    Issue,
+    fold_id_casme3,
+    read_casme3_labels,
+    read_samm_labels,
+    safe_name,
+)
+from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, SKIPPED_COLUMNS, write_table
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.parquet"
+LABELS_FILE = "labels.parquet"
+SKIPPED_FILE = "skipped.csv"
+
+
+@dataclass
+class VideoEntry:
+    """A video found on disk, before it becomes a manifest row."""
+
+    subject: str
+    subject_dir: str
+    video: str
+    folder: Path | None = None  # frame folder
+    file: Path | None = None  # video file
+
+
+@dataclass
+class IngestResult:
+    """What ingestion produced: tables and where they were written."""
+
+    manifest: pd.DataFrame
+    labels: pd.DataFrame
+    skipped: pd.DataFrame
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the summary table: videos, frames, events per class, skipped by reason."""
+        micro = self.labels[self.labels["type"] == "micro"]
+        return {
+            "videos": int(len(self.manifest)),
+            "subjects": int(self.manifest["subject"].nunique()) if len(self.manifest) else 0,
+            "frames": int(self.manifest["n_frames"].sum()) if len(self.manifest) else 0,
+            "micro_by_emotion": micro["emotion"].value_counts().sort_index().to_dict(),
+            "macro": int((self.labels["type"] == "macro").sum()),
+            "skipped_by_reason": _reason_counts(self.skipped),
+        }
+
+
+def _reason_counts(skipped: pd.DataFrame) -> dict[str, int]:
+    if skipped.empty:
+        return {}
+    # Group reasons that differ only in numbers/quoted values.
+    keys = skipped["kind"] + ": " + skipped["reason"].map(_reason_family)
+    return {k: int(v) for k, v in keys.value_counts().sort_index().items()}
+
+
+def _reason_family(reason: str) -> str:
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
+    text = re.sub(r"\d+", "N", text)
+    return text.split(":")[0] if ": " in text and len(text) > 60 else text
+
+
+# -- scanning the folders ---------------------------------------------------------------------
+
+
+def scan_casme3(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
+    """Videos of a CAS(ME)^3 root: ``data/<subject>/<video>/color/*.jpg`` (frames directly in
+    the video folder are accepted too, as in the MEGC test release)."""
+    data = root / "data"
+    if not data.is_dir():
+        raise DataError(f"{root}: not a CAS(ME)^3 root (no data/ folder)")
+    entries: list[VideoEntry] = []
+    issues: list[Issue] = []
+    for sdir in sorted((d for d in data.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
+        for vdir in sorted((d for d in sdir.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
+            folder = vdir / "color" if (vdir / "color").is_dir() else vdir
+            entries.append(VideoEntry(fold_id_casme3(sdir.name), sdir.name, vdir.name, folder=folder))
+    return entries, issues
+
+
+def scan_samm(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
+    """Videos of a SAMM-LV root: ``SAMM_longvideos/<sss>_<v>/*.jpg``."""
+    base = root / "SAMM_longvideos"
+    if not base.is_dir():
+        raise DataError(f"{root}: not a SAMM-LV root (no SAMM_longvideos/ folder)")
+    entries: list[VideoEntry] = []
+    issues: list[Issue] = []
+    for vdir in sorted((d for d in base.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
+        subject = vdir.name.split("_")[0]
+        entries.append(VideoEntry(subject, subject, vdir.name, folder=vdir))
+    return entries, issues
+
+
+def scan_unlabelled(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
+    """Every folder under ``root`` that holds image files, and every video file, is a video.
+
+    Subject and video names: a ``color`` folder is named by its parent (CAS(ME)^3 style); a
+    folder named ``<sss>_<v>`` belongs to subject ``sss`` (SAMM style); otherwise the parent
+    folder is the subject. A video file ``<parent>/<stem>.mp4`` is subject ``<parent>`` (or
+    its stem at the root), video ``<stem>``.
+    """
+    if not root.is_dir():
+        raise DataError(f"dataset root {root} is not a folder")
+    entries: list[VideoEntry] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort(key=natural_key)
+        here = Path(dirpath)
+        images = [f for f in filenames if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp"))]
+        if images:
+            name = here.name if here != root else root.name
+            parent = here.parent
+            if name == "color":
+                name, parent = parent.name, parent.parent
+            if re.fullmatch(r"\d+_\d+", name):
+                subject = name.split("_")[0]
+            else:
+                subject = parent.name if parent != root.parent and parent.name else name
+            entries.append(VideoEntry(fold_id_casme3(subject), subject, name, folder=here))
+        for f in sorted(filenames, key=natural_key):
+            if f.lower().endswith(VIDEO_EXTENSIONS):
+                p = here / f
+                subject = here.name if here != root else p.stem
+                entries.append(VideoEntry(subject, subject, p.stem, file=p))
+    return entries, []
+
+
+def _describe_gaps(missing: list[int]) -> str:
+    runs: list[str] = []
+    start = prev = missing[0]
+    for n in missing[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    text = ", ".join(runs[:10]) + (" …" if len(runs) > 10 else "")
+    return f"frames {text} ({len(missing)} missing)"
+
+
+def build_manifest(
+    entries: Iterable[VideoEntry], root: Path, cfg: Config
+) -> tuple[pd.DataFrame, list[Issue]]:
+    """List each video's frames, detect gaps, and build manifest rows (schema MANIFEST_SCHEMA)."""
+    import cv2
+
+    rows: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    seen: set[tuple[str, str]] = set()
+    for e in entries:
+        base = Issue(kind="video", subject=e.subject, video=e.video)
+        if (e.subject, e.video) in seen:
+            issues.append(_issue(base, item=str(e.folder or e.file),
+                                 reason="another video has the same subject and name"))
+            continue
+        seen.add((e.subject, e.video))
+        if e.file is not None:
+            try:
+                n, fps, w, h = count_video_frames(e.file)
+            except FrameError as exc:
+                issues.append(_issue(base, item=_rel(e.file, root), reason=str(exc)))
+                continue
+            rows.append(_row(cfg, e, root, _rel(e.file, root), "video", None, 0, n - 1, n, n, [],
+                             "video", fps or cfg.dataset.fps, w, h))
+            continue
+        assert e.folder is not None
+        try:
+            listing = list_frames(e.folder)
+        except FrameError as exc:
+            issues.append(_issue(base, item=_rel(e.folder, root), reason=f"no frames: {exc}"))
+            continue
+        for name in listing.duplicates:
+            issues.append(_issue(base, kind="frames", item=name,
+                                 reason="duplicate frame number (first file in natural order kept)",
+                                 action="skipped"))
+        if listing.unnumbered:
+            issues.append(_issue(base, kind="frames", item=", ".join(listing.unnumbered[:5]),
+                                 reason=f"{len(listing.unnumbered)} image file(s) without a frame "
+                                        "number in the name", action="skipped"))
+        numbering = "contiguous"
+        if listing.missing:
+            numbering = "gaps"
+            skip = cfg.dataset.on_frame_gap == "skip_video"
+            issues.append(_issue(
+                base, kind="frames", item=_describe_gaps(listing.missing), reason="frame gap",
+                action="skipped (video left out: dataset.on_frame_gap=skip_video)" if skip
+                else "filled (each missing frame repeats the previous one)",
+            ))
+            if skip:
+                continue
+        first_path = listing.folder / listing.files[0]
+        img = cv2.imread(str(first_path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            issues.append(_issue(base, item=_rel(first_path, root),
+                                 reason="first frame is not a decodable image"))
+            continue
+        n_frames = listing.last - listing.first + 1
+        rows.append(_row(cfg, e, root, _rel(e.folder, root), "frames", listing, listing.first,
+                         listing.last, n_frames, len(listing.files), listing.missing, numbering,
+                         cfg.dataset.fps, img.shape[1], img.shape[0]))
+    df = pd.DataFrame(rows, columns=MANIFEST_SCHEMA.names)
+    return df, issues
+
+
+def _row(cfg: Config, e: VideoEntry, root: Path, path: str, source: str,
+         listing: FrameListing | None, first: int, last: int, n_frames: int, n_files: int,
+         missing: list[int], numbering: str, fps: float, w: int, h: int) -> dict[str, Any]:
+    prefix, suffix, pad, files = "", "", 0, []
+    if listing is not None:
+        if listing.pattern is not None:
+            prefix, suffix, pad = listing.pattern
+        else:
+            files = list(listing.files)
+    return dict(dataset=cfg.dataset.name, subject=e.subject, subject_dir=e.subject_dir,
+                video=e.video, source=source, path=path, name_prefix=prefix, name_suffix=suffix,
+                pad_width=pad, frame_files=files, first_frame=first, last_frame=last,
+                n_frames=n_frames, n_files=n_files, missing_frames=list(missing),
+                frame_numbering=numbering, fps=float(fps), width=int(w), height=int(h),
+                labelled=False)
+
+
+def _rel(p: Path, root: Path) -> str:
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def _issue(base: Issue, **changes: Any) -> Issue:
+    return Issue(**{**base.as_dict(), **changes})
+
+
+# -- labels against videos ----------------------------------------------------------------------
+
+
+def validate_events(
+    events: pd.DataFrame, manifest: pd.DataFrame, emotion_map: dict[str, str]
+) -> tuple[pd.DataFrame, list[Issue]]:
+    """Check each event against the videos on disk and the emotion map.
+
+    Left out (with an Issue): unknown emotion (micro only), onset > offset, a video that is not
+    on disk, an event beyond the video's last frame or before its first, duplicate rows. Kept
+    with a note: an apex outside [onset, offset].
+    """
+    issues: list[Issue] = []
+    keep: list[bool] = []
+    bounds = {
+        (r.subject, r.video): (int(r.first_frame), int(r.last_frame))
+        for r in manifest.itertuples(index=False)
+    }
+    seen: dict[tuple[Any, ...], int] = {}
+    for r in events.itertuples(index=False):
+        base = Issue(kind="label", file=r.source_file, row=int(r.source_row), subject=r.subject,
+                     video=r.video, item=f"{r.onset}-{r.offset}")
+        ok = True
+        if r.type == "micro" and (r.emotion is None or pd.isna(r.emotion)):
+            known = ", ".join(sorted(emotion_map))
+            issues.append(_issue(base, reason=f"unknown emotion {r.emotion_raw!r} (known: {known})"))
+            ok = False
+        elif r.onset > r.offset:
+            issues.append(_issue(base, reason=f"onset {r.onset} > offset {r.offset}"))
+            ok = False
+        elif (r.subject, r.video) not in bounds:
+            issues.append(_issue(base, reason="video folder missing (no such video on disk)"))
+            ok = False
+        else:
+            first, last = bounds[(r.subject, r.video)]
+            if r.offset > last or r.onset < first:
+                issues.append(_issue(base, reason=f"event {r.onset}-{r.offset} outside the video's "
+                                                  f"frames {first}-{last}"))
+                ok = False
+        if ok:
+            key = (r.subject, r.video, r.onset, r.apex if not pd.isna(r.apex) else None, r.offset,
+                   r.type, r.emotion_raw)
+            if key in seen:
+                issues.append(_issue(base, reason=f"duplicate of row {seen[key]}"))
+                ok = False
+            else:
+                seen[key] = int(r.source_row)
+        if ok and not pd.isna(r.apex) and not (r.onset <= r.apex <= r.offset):
+            issues.append(_issue(base, reason=f"apex {r.apex} outside onset-offset", action="kept"))
+        keep.append(ok)
+    return events[pd.Series(keep, index=events.index, dtype=bool)].copy(), issues
+
+
+# -- the whole step ----------------------------------------------------------------------------
+
+
+def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None) -> IngestResult:
+    """Scan ``root`` (default ``cfg.dataset.root``), read the labels, and write
+    ``manifest.parquet``, ``labels.parquet`` and ``skipped.csv`` into ``out_dir``
+    (default ``cfg.ingest_dir``).
+
+    For labelled layouts only videos with at least one usable micro-expression are kept in the
+    manifest (as the reference does); the others are listed in ``skipped.csv``.
+    """
+    root = Path(root or cfg.dataset.root or "")
+    out_dir = Path(out_dir or cfg.ingest_dir)
+    if not str(root) or not root.is_dir():
+        raise DataError(f"dataset root {root} does not exist (set dataset.root or pass --root)")
+    layout = cfg.dataset.layout
+    scanner = {"casme3": scan_casme3, "samm_lv": scan_samm}.get(layout, scan_unlabelled)
+    entries, issues = scanner(root)
+    for e in entries:
+        if not (safe_name(e.subject) and safe_name(e.video)):
+            raise DataError(f"{root}: unusable video name {e.subject}/{e.video}")
+    manifest, more = build_manifest(entries, root, cfg)
+    issues += more
+    emap = dict(cfg.dataset.emotion_map or {})
+    label_paths = [root / f for f in (cfg.dataset.label_files or [])]
+    if layout == "casme3":
+        events, more = read_casme3_labels(label_paths[0], emap)
+    elif layout == "samm_lv":
+        if len(label_paths) < 2:
+            raise DataError("dataset.label_files: SAMM-LV needs the release and the FACS-codes "
+                            "spreadsheets")
+        events, more = read_samm_labels(label_paths[0], label_paths[1], emap,
+                                        cfg.dataset.drop_onset_zero)
+    else:  # unlabelled layouts
+        events, more = pd.DataFrame(columns=EVENT_COLUMNS), []
+    issues += more
+    if layout in ("casme3", "samm_lv"):
+        events, more = validate_events(events, manifest, emap)
+        issues += more
+        labelled = set(zip(events.loc[events["type"] == "micro", "subject"],
+                           events.loc[events["type"] == "micro", "video"]))
+        manifest["labelled"] = [
+            (s, v) in labelled for s, v in zip(manifest["subject"], manifest["video"])
+        ]
+        for r in manifest[~manifest["labelled"]].itertuples(index=False):
+            issues.append(Issue(kind="video", subject=r.subject, video=r.video, item=r.path,
+                                reason="no usable micro-expression label: not used"))
+        manifest = manifest[manifest["labelled"]].reset_index(drop=True)
+        # Events of videos that are not used (macro-only videos) are not kept either.
+        used = set(zip(manifest["subject"], manifest["video"]))
+        drop = [(s, v) not in used for s, v in zip(events["subject"], events["video"])]
+        for r in events[drop].itertuples(index=False):
+            issues.append(Issue(kind="label", file=r.source_file, row=int(r.source_row),
+                                subject=r.subject, video=r.video, item=f"{r.onset}-{r.offset}",
+                                reason="video has no usable micro-expression: not used"))
+        events = events[[not d for d in drop]]
+    labels = _labels_table(events, cfg.dataset.name)
+    manifest = manifest.sort_values(["subject", "video"], key=_natural_series).reset_index(drop=True)
+    skipped = pd.DataFrame([i.as_dict() for i in issues], columns=SKIPPED_COLUMNS)
+    skipped["row"] = skipped["row"].astype("Int64")
+
+    files = {
+        "manifest": write_table(manifest, out_dir / MANIFEST_FILE, MANIFEST_SCHEMA,
+                                {"vrme": {"root": str(root), "layout": layout}}),
+        "labels": write_table(labels, out_dir / LABELS_FILE, LABELS_SCHEMA),
+        "skipped": write_text_atomic(out_dir / SKIPPED_FILE, skipped.to_csv(index=False)),
+    }
+    log.info("ingested %d videos, %d events, %d skipped items into %s",
+             len(manifest), len(labels), len(skipped), out_dir)
+    return IngestResult(manifest=manifest, labels=labels, skipped=skipped, out_dir=out_dir,
+                        files=files)
+
+
+def _natural_series(s: pd.Series) -> pd.Series:
+    return s.map(lambda v: tuple((0, x, "") if isinstance(x, int) else (1, 0, x)
+                                 for x in natural_key(str(v))))
+
+
+def _labels_table(events: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    df = events.copy()
+    df = df.sort_values(["subject", "video", "onset", "offset"], kind="stable")
+    df["dataset"] = dataset
+    df["event"] = df.groupby(["subject", "video"]).cumcount().astype("int32") if len(df) else []
+    df["emotion"] = df["emotion"].astype(object).where(df["emotion"].notna(), None)
+    for col in ("onset", "apex", "offset"):
+        df[col] = df[col].astype("Int64")
+    df["source_row"] = df["source_row"].astype("int32")
+    return df[LABELS_SCHEMA.names].reset_index(drop=True)
