@@ -191,6 +191,14 @@ class ModelConfig(_Strict):
         description="Selective scan: cuda = mamba_ssm kernels, torch = vrme's pure-PyTorch scan, "
         "auto = cuda when mamba_ssm is installed and the model is on a GPU.",
     )
+    dt_rank: int | None = Field(
+        default=None, ge=1, description="Rank of the Mamba dt projection; null = ceil(channels/16)."
+    )
+    init: Literal["reference", "mamba"] = Field(
+        default="reference",
+        description="reference = the paper's init (every Linear, dt_proj included, re-drawn "
+        "trunc-normal std 0.02 with zero bias); mamba = Mamba layers keep mamba_ssm's own init.",
+    )
 
 
 class TrainConfig(_Strict):

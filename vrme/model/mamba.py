@@ -1,0 +1,100 @@
+"""The Mamba block (selective state-space layer) with ``mamba_ssm``'s layer layout and defaults.
+
+``in_proj -> causal depthwise conv1d -> SiLU -> x_proj to (dt, B, C) -> dt_proj + softplus ->
+selective scan (A = -exp(A_log), D skip) -> gate with SiLU(z) -> out_proj``. Sequences are
+``(batch, time, d_model)``. Parameter names and shapes follow ``mamba_ssm.modules.mamba_simple.Mamba``
+so state dicts line up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vrme.model.scan import cuda_scan_available, selective_scan
+
+ScanChoice = Literal["auto", "cuda", "torch"]
+
+
+class Mamba(nn.Module):
+    """One Mamba layer mapping (batch, time, d_model) to the same shape.
+
+    ``dt_rank=None`` is ``mamba_ssm``'s "auto" (``ceil(d_model / 16)``). ``scan`` picks the
+    selective-scan implementation: ``"cuda"`` (``mamba_ssm`` kernels, tensors must be on a GPU),
+    ``"torch"`` (:mod:`vrme.model.scan`), ``"auto"`` (cuda when available and on a GPU).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        scan: ScanChoice = "auto",
+    ) -> None:
+        super().__init__()
+        if scan == "cuda" and not cuda_scan_available():
+            raise RuntimeError(
+                "scan='cuda' needs the mamba_ssm package (its CUDA kernels), which is not "
+                "importable here; use scan='auto' or 'torch'"
+            )
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_inner = expand * d_model
+        self.dt_rank = dt_rank if dt_rank is not None else math.ceil(d_model / 16)
+        self.scan = scan
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=True
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+        # mamba_ssm's initialisation: dt_proj weight uniform in +-dt_rank^-0.5, and its bias the
+        # inverse softplus of a dt drawn log-uniformly in [dt_min, dt_max]; S4D-real A.
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(
+            torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]
+
+    def _impl(self, x: Tensor) -> Literal["torch", "cuda"]:
+        if self.scan == "torch":
+            return "torch"
+        if self.scan == "cuda":
+            if not x.is_cuda:
+                raise RuntimeError("scan='cuda' needs the model and its input on a CUDA device")
+            return "cuda"
+        return "cuda" if x.is_cuda and cuda_scan_available() else "torch"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(batch, time, d_model) -> (batch, time, d_model)."""
+        L = x.shape[1]
+        xs, z = self.in_proj(x).chunk(2, dim=-1)
+        xs = self.conv1d(xs.transpose(1, 2))[..., :L].transpose(1, 2)
+        xs = F.silu(xs)
+        dt, Bm, Cm = torch.split(self.x_proj(xs), [self.dt_rank, self.d_state, self.d_state], -1)
+        dt = F.linear(dt, self.dt_proj.weight)
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(
+            xs, dt, A, Bm, Cm, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True, impl=self._impl(x),
+        )
+        return self.out_proj(y)

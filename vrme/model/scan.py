@@ -1,0 +1,239 @@
+"""Selective scan (the state-space recurrence of a Mamba block).
+
+For every batch element, channel ``d`` and state index ``n`` the scan runs, over time ``t``::
+
+    delta_t = softplus(delta_t + delta_bias)            (when delta_softplus)
+    h_t     = exp(delta_t * A[d, n]) * h_{t-1} + delta_t * B_t[n] * u_t
+    y_t     = sum_n C_t[n] * h_t[n] + D[d] * u_t
+    y_t     = y_t * silu(z_t)                           (when z is given)
+
+with ``h_{-1} = 0``. This is ``mamba_ssm``'s ``selective_scan_fn`` in a channels-last layout:
+every sequence tensor here is ``(batch, time, channels)`` (``mamba_ssm`` uses
+``(batch, channels, time)``).
+
+Two implementations:
+
+* :func:`selective_scan` with ``impl="torch"``: pure PyTorch, any device. The recurrence itself
+  is a custom autograd function that keeps only its (small) inputs for backward and recomputes
+  the hidden states there, so a block's training memory does not grow with ``d_state``.
+* ``impl="cuda"``: ``mamba_ssm``'s CUDA kernel, used only when that package imports and the
+  tensors are on a GPU.
+
+:func:`selective_scan_ref` is the plain step-by-step loop, kept as the numerical reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+ScanImpl = Literal["torch", "cuda"]
+
+
+@functools.cache
+def cuda_scan_available() -> bool:
+    """True when ``mamba_ssm``'s selective-scan CUDA kernel can be imported."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+    except Exception:  # ImportError, or a broken CUDA build raising anything else
+        return False
+    return True
+
+
+def _batch_chunk(batch: int, per_item: int, budget: int) -> int:
+    """How many batch elements to process at once so one state tensor stays near ``budget``
+    elements (keeps the working set in the CPU cache; on a GPU it just bounds memory)."""
+    return max(1, min(batch, budget // max(per_item, 1)))
+
+
+# Elements of one (chunk, time, channels, state) tensor; ~1M floats = 4 MiB in float32, so the
+# three such tensors alive at once stay within a typical L3 cache.
+_CHUNK_ELEMS = 1 << 20
+
+
+def _states(u_delta: Tensor, delta: Tensor, A: Tensor, Bm: Tensor) -> tuple[Tensor, Tensor]:
+    """Decay factors and hidden states of one batch chunk.
+
+    In: ``u_delta`` and ``delta`` (b, L, D), ``A`` (D, N), ``Bm`` (b, L, N).
+    Out: ``dA = exp(delta * A)`` and the states ``h``, both (b, L, D, N).
+    """
+    dA = torch.exp(delta.unsqueeze(-1) * A)
+    h = u_delta.unsqueeze(-1) * Bm.unsqueeze(2)
+    for t in range(1, h.shape[1]):
+        h[:, t].addcmul_(dA[:, t], h[:, t - 1])
+    return dA, h
+
+
+class _ScanCore(torch.autograd.Function):
+    """``y_t = sum_n C_t[n] h_t[n]`` with ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``.
+
+    ``delta`` must already be positive (softplus applied). Only the inputs are saved; the
+    states are recomputed in backward, chunk by chunk over the batch.
+    """
+
+    @staticmethod
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor) -> Tensor:  # type: ignore[override]
+        b, L, D = u.shape
+        N = A.shape[1]
+        y = u.new_empty(b, L, D)
+        step = _batch_chunk(b, L * D * N, _CHUNK_ELEMS)
+        for s in range(0, b, step):
+            e = min(s + step, b)
+            n = e - s
+            _, h = _states(u[s:e] * delta[s:e], delta[s:e], A, Bm[s:e])
+            torch.matmul(
+                h.view(n * L, D, N), Cm[s:e].reshape(n * L, N, 1), out=y[s:e].view(n * L, D, 1)
+            )
+        ctx.save_for_backward(u, delta, A, Bm, Cm)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):  # type: ignore[override]
+        u, delta, A, Bm, Cm = ctx.saved_tensors
+        b, L, D = u.shape
+        N = A.shape[1]
+        dy = dy.contiguous()
+        du = torch.empty_like(u)
+        ddelta = torch.empty_like(delta)
+        dB = torch.empty_like(Bm)
+        dC = torch.empty_like(Cm)
+        dA_param = torch.zeros_like(A)
+        step = _batch_chunk(b, L * D * N, _CHUNK_ELEMS)
+        for s in range(0, b, step):
+            e = min(s + step, b)
+            n = e - s
+            u_c, dl_c, B_c, dy_c = u[s:e], delta[s:e], Bm[s:e], dy[s:e]
+            ud_c = u_c * dl_c
+            dA, h = _states(ud_c, dl_c, A, B_c)
+            # g_t = dLoss/dh_t: direct term from y_t plus what flows back from h_{t+1}.
+            g = dy_c.unsqueeze(-1) * Cm[s:e].unsqueeze(2)
+            for t in range(L - 2, -1, -1):
+                g[:, t].addcmul_(dA[:, t + 1], g[:, t + 1])
+            nl = n * L
+            torch.matmul(dy_c.view(nl, 1, D), h.view(nl, D, N), out=dC[s:e].view(nl, 1, N))
+            torch.matmul(ud_c.view(nl, 1, D), g.view(nl, D, N), out=dB[s:e].view(nl, 1, N))
+            d_ud = torch.matmul(g.view(nl, D, N), B_c.reshape(nl, N, 1)).view(n, L, D)
+            # Gradient through the decay: S_t = g_t * h_{t-1} * exp(delta_t A), zero at t = 0.
+            # Written into dA (no longer needed) to avoid another state-sized buffer.
+            S = dA[:, 1:]
+            S.mul_(h[:, :-1]).mul_(g[:, 1:])
+            dA_param += torch.einsum("btdn,btd->dn", S, dl_c[:, 1:])
+            dd_c = d_ud * u_c
+            dd_c[:, 1:] += torch.einsum("btdn,dn->btd", S, A)
+            ddelta[s:e] = dd_c
+            du[s:e] = d_ud * dl_c
+        return du, ddelta, dA_param, dB, dC
+
+
+def _scan_torch(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    Bm: Tensor,
+    Cm: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> Tensor:
+    if delta_bias is not None:
+        delta = delta + delta_bias
+    if delta_softplus:
+        delta = F.softplus(delta)
+    y = _ScanCore.apply(u.contiguous(), delta.contiguous(), A.contiguous(), Bm.contiguous(), Cm.contiguous())
+    if D is not None:
+        y = y + u * D
+    if z is not None:
+        y = y * F.silu(z)
+    return y
+
+
+def _scan_cuda(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    Bm: Tensor,
+    Cm: Tensor,
+    D: Tensor | None,
+    z: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> Tensor:
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    def cl(t: Tensor | None) -> Tensor | None:  # (b, L, c) -> (b, c, L), contiguous
+        return None if t is None else t.transpose(1, 2).contiguous()
+
+    y = selective_scan_fn(
+        cl(u), cl(delta), A, cl(Bm), cl(Cm), None if D is None else D.float(), z=cl(z),
+        delta_bias=None if delta_bias is None else delta_bias.float(),
+        delta_softplus=delta_softplus,
+    )
+    return y.transpose(1, 2)
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    impl: ScanImpl = "torch",
+) -> Tensor:
+    """Run the selective scan (module docstring) and return ``y`` (batch, time, channels).
+
+    In: ``u``, ``delta``, ``z`` (batch, time, channels); ``A`` (channels, d_state), negative
+    for a decaying state; ``B``, ``C`` (batch, time, d_state); ``D``, ``delta_bias``
+    (channels,). ``impl="cuda"`` needs ``mamba_ssm`` and CUDA tensors.
+    """
+    if impl == "cuda":
+        if not cuda_scan_available():
+            raise RuntimeError("selective scan impl='cuda' needs the mamba_ssm package")
+        if not u.is_cuda:
+            raise RuntimeError("selective scan impl='cuda' needs tensors on a CUDA device")
+        return _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def selective_scan_ref(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """The selective scan as a plain loop over time steps (slow; the numerical reference).
+
+    Same inputs and output as :func:`selective_scan`; differentiable through autograd.
+    """
+    if delta_bias is not None:
+        delta = delta + delta_bias
+    if delta_softplus:
+        delta = F.softplus(delta)
+    b, L, Dc = u.shape
+    h = u.new_zeros(b, Dc, A.shape[1])
+    ys = []
+    for t in range(L):
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, dim=1)
+    if D is not None:
+        y = y + u * D
+    if z is not None:
+        y = y * F.silu(z)
+    return y
