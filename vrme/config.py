@@ -216,6 +216,19 @@ class TrainConfig(_Strict):
     threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads per fold; default = torch's own."
     )
+    train_videos: Literal["with_me", "all"] = Field(
+        default="with_me",
+        description="Training videos: with_me = only videos with at least one micro-expression "
+        "(as the reference), all = every video of the training subjects.",
+    )
+    predict_batch_size: int = Field(
+        default=256, ge=1, description="Windows per forward pass at inference."
+    )
+    shuffle_labels: bool = Field(
+        default=False,
+        description="Control experiment: move every training event to a random place in its "
+        "video (seeded, same length and emotion). A model trained so should score near chance.",
+    )
 
 
 class PriorConfig(_Strict):
@@ -239,6 +252,11 @@ class DecodeConfig(_Strict):
     onset_divisor: float = Field(default=1.5, gt=0)
     max_extension: int = Field(default=5, ge=1, description="Extension limit in units of k_p.")
     iou_threshold: float = Field(default=0.2, ge=0, le=1)
+    neutral_intervals: Literal["drop", "keep"] = Field(
+        default="drop",
+        description="An interval whose majority vote is neutral: drop it (the reference's "
+        "final numbers) or keep it with emotion 'neutral'.",
+    )
 
 
 class EvalConfig(_Strict):
