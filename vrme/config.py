@@ -153,7 +153,30 @@ class FeatureConfig(_Strict):
     realign: bool = Field(default=True, description="Per-frame re-alignment by nose-ridge motion.")
     realign_max_iter: int = Field(default=3, ge=0)
     realign_threshold_px2: float = Field(default=1.0, gt=0)
-    global_top_fraction: float = Field(default=0.7, gt=0, le=1)
+    global_top_fraction: float = Field(
+        default=0.7, gt=0, le=1,
+        description="Fraction of largest nose-ridge vectors averaged into the global motion.",
+    )
+    roi_top_fraction: float = Field(
+        default=0.3, gt=0, le=1,
+        description="Fraction of largest vectors averaged over a whole region (eyebrows, "
+        "mouth, eyelids).",
+    )
+    box_top_fraction: float = Field(
+        default=0.2, gt=0, le=1,
+        description="Fraction of largest vectors averaged over a small landmark box (left "
+        "eyebrow, mouth, nose wings).",
+    )
+    brow_right_box_top_fraction: float = Field(
+        default=0.3, gt=0, le=1,
+        description="Same for the three right-eyebrow boxes (the reference uses 0.3 there).",
+    )
+    missing_face: Literal["reuse", "zeros"] = Field(
+        default="reuse",
+        description="A window whose first frame has no detectable face: reuse = the nearest "
+        "window's landmarks (flag 'reused'), zeros = all-zero features (flag 'none'), as the "
+        "reference does.",
+    )
     workers: int | None = Field(
         default=None, ge=1, description="Worker processes for features; default = CPU count."
     )

@@ -1,0 +1,217 @@
+"""Flow stage: real dlib, OpenCV Farneback and Parquet on generated face frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests import facegen
+from tests.test_align import make_cfg
+from vrme.align import align_video, landmarks_path, read_landmarks
+from vrme.errors import FrameError, UserError
+from vrme.features import (
+    extract_video_features,
+    feature_path,
+    run_features,
+    window_features,
+)
+from vrme.rois import N_ROWS, ROI_NAMES, roi_layout, top_fraction_mean
+from vrme.schema import features_schema, read_video_features
+
+K = 20
+ME = (40, 52)  # eyebrow raise, frames (indices) 40..52, apex at 46
+ROW = {name: i for i, name in enumerate(ROI_NAMES)}
+
+
+def y_row(name: str) -> int:
+    return 2 * ROW[name] + 1
+
+
+@pytest.fixture(scope="module")
+def me_video(tmp_path_factory):
+    """A 120-frame video with one eyebrow raise, aligned and featurized once."""
+    base = tmp_path_factory.mktemp("me")
+    root, out = base / "data", base / "work"
+    frames, info = facegen.render(120, me=ME, amplitude=2.5)
+    row = facegen.write_video(root, "s1", "v1", frames, first=1)
+    cfg = make_cfg(root, out, k=K)
+    statuses = run_features(cfg, [row], workers=1, progress=False)
+    return cfg, row, statuses, info
+
+
+def test_top_fraction_mean_matches_full_sort():
+    rng = np.random.default_rng(0)
+    for shape, frac in [((20, 20), 0.2), ((37, 51), 0.3), ((9, 13), 0.7), ((1, 1), 0.3)]:
+        flow = rng.normal(size=(*shape, 2)).astype(np.float32)
+        mag = np.hypot(flow[..., 0], flow[..., 1])
+        n = mag.size
+        skip = int(n * (1 - frac))
+        order = np.argsort(mag.ravel())[skip:]
+        expect = flow.reshape(-1, 2)[order].mean(axis=0)
+        assert np.allclose(top_fraction_mean(flow, mag, frac), expect, atol=1e-6)
+    assert top_fraction_mean(np.zeros((0, 5, 2), np.float32), np.zeros((0, 5)), 0.3) == (0, 0)
+
+
+def test_roi_layout_boxes_follow_the_landmarks():
+    _, lm = facegen.base_face()
+    lay = roi_layout(np.round(lm * 3).astype(np.int64) - 200)
+    assert len(lay.boxes) == len(ROI_NAMES) == N_ROWS // 2
+    # Small eyebrow boxes are 20 x 20 and centred on their landmark within the region.
+    rs, cs = lay.regions[1]
+    b = lay.boxes[ROW["brow_left_19"]]
+    assert b.rows.stop - b.rows.start == 20 and b.cols.stop - b.cols.start == 20
+    assert [b.top_fraction for b in lay.boxes[4:8]] == [0.3] * 4
+    assert lay.boxes[ROW["mouth_48"]].top_fraction == 0.2
+
+
+def test_shapes_schema_and_metadata(me_video):
+    cfg, row, statuses, _ = me_video
+    (st,) = statuses
+    assert st.status == "computed" and st.n_windows == 120 // (K // 2) - 1
+    path = feature_path(cfg, "s1", "v1")
+    assert Path(st.path) == path
+    assert pq.read_schema(path).remove_metadata() == features_schema(N_ROWS * K)
+    vf = read_video_features(path)
+    assert vf.values.shape == (11, 36, K) and vf.values.dtype == np.float32
+    assert vf.start_index.tolist() == list(range(0, 110, 10))
+    assert vf.start_frame.tolist() == list(range(1, 111, 10))  # frames are numbered from 1
+    assert (vf.align == "detected").all()
+    assert np.all(vf.values[:, :, 0] == 0)
+    assert np.isfinite(vf.values).all()
+    meta = vf.meta
+    assert meta["params"]["features"]["k"] == K and "workers" not in meta["params"]["features"]
+    assert meta["fingerprint"] and meta["versions"]["opencv"] and meta["versions"]["dlib"]
+    assert meta["counts"] == {"detected": 11, "reused": 0, "none": 0}
+    assert meta["roi_names"] == list(ROI_NAMES)
+    assert meta["n_bad_frames"] == 0
+
+
+def test_me_moves_eyebrow_rois_only(me_video):
+    cfg, _, _, info = me_video
+    vf = read_video_features(feature_path(cfg, "s1", "v1"))
+    v = vf.values
+    apex = ME[0] + (ME[1] - ME[0]) // 2
+    # Window 3 starts at 30 (< onset) and ends at 49; window 4 starts at onset 40.
+    w = 3
+    col = apex - vf.start_index[w] if apex < vf.start_index[w] + K else None
+    col = 19 if col is None else col
+    brows = [y_row(n) for n in ROI_NAMES if n.startswith("brow")]
+    others = [r for n in ROI_NAMES if n.startswith(("mouth", "nose")) for r in (2 * ROW[n],
+                                                                            2 * ROW[n] + 1)]
+    # Eyebrows move up (negative y on the crop, about 2.5 px x the crop's upscaling).
+    assert (v[w, brows, col] < -2.0).all(), v[w, brows, col]
+    assert np.abs(v[w, others, col]).max() < 0.6
+    # The rise follows the ME's profile: larger at the apex than near the onset.
+    on_col = ME[0] + 2 - vf.start_index[w]
+    assert (v[w, brows, col] < v[w, brows, on_col]).all()
+    # Windows that see no ME frame stay near zero.
+    neutral = [i for i in range(v.shape[0])
+               if vf.start_index[i] + K <= ME[0] or vf.start_index[i] > ME[1]]
+    assert len(neutral) >= 6
+    assert np.abs(v[neutral]).mean() < 0.25  # sensor noise of 1.5 grey levels
+    assert np.abs(v[neutral]).max() < 1.5
+    assert np.abs(v[w, brows, col]).min() > 10 * np.abs(v[neutral][:, brows]).mean()
+
+
+def test_cache_hit_then_recompute_after_flow_parameter_change(me_video):
+    cfg, row, _, _ = me_video
+    path = feature_path(cfg, "s1", "v1")
+    lm_path = landmarks_path(cfg, "s1", "v1")
+    mtimes = path.stat().st_mtime_ns, lm_path.stat().st_mtime_ns
+    (st,) = run_features(cfg, [row], workers=1, progress=False)
+    assert st.status == "cached"
+    assert (path.stat().st_mtime_ns, lm_path.stat().st_mtime_ns) == mtimes
+    cfg2 = cfg.model_copy(deep=True)
+    cfg2.features.farneback.winsize = 9
+    (st2,) = run_features(cfg2, [row], workers=1, progress=False)
+    assert st2.status == "computed" and Path(st2.path) != path
+    # The landmarks were reused: detection did not run again.
+    assert lm_path.stat().st_mtime_ns == mtimes[1]
+    assert landmarks_path(cfg2, "s1", "v1") == lm_path
+    a = read_video_features(path).values
+    b = read_video_features(st2.path).values
+    assert not np.allclose(a, b)
+    # The worker count is not a parameter of the cache.
+    cfg3 = cfg.model_copy(deep=True)
+    cfg3.features.workers = 2
+    assert feature_path(cfg3, "s1", "v1") == path
+
+
+def test_window_without_face_reuses_nearest_landmarks(tmp_path):
+    root, out = tmp_path / "data", tmp_path / "work"
+    frames, _ = facegen.render(60, blank={20})
+    row = facegen.write_video(root, "s1", "v1", frames)
+    cfg = make_cfg(root, out, k=K)
+    align_video(cfg, row)
+    st = extract_video_features(cfg, row)
+    assert st.counts == {"detected": 4, "reused": 1, "none": 0}
+    vf = read_video_features(st.path)
+    assert vf.align.tolist() == ["detected", "detected", "reused", "detected", "detected"]
+    assert vf.meta["counts"]["reused"] == 1
+    # The blank first frame gives large flow against the face, but finite numbers.
+    assert np.isfinite(vf.values).all() and np.abs(vf.values[2]).max() > 0
+    # The reference's behaviour: zeros, flagged none.
+    cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
+    st0 = extract_video_features(cfg0, row)
+    vf0 = read_video_features(st0.path)
+    assert vf0.align.tolist()[2] == "none" and np.all(vf0.values[2] == 0)
+    assert np.array_equal(vf0.values[[0, 1, 3, 4]], vf.values[[0, 1, 3, 4]])
+
+
+def test_truncated_jpeg_fails_naming_the_file(tmp_path):
+    root, out = tmp_path / "data", tmp_path / "work"
+    frames, _ = facegen.render(40)
+    row = facegen.write_video(root, "s1", "v1", frames)
+    bad = root / "s1" / "v1" / "13.jpg"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    cfg = make_cfg(root, out, k=K, bad_frame="fail")
+    align_video(cfg, row)  # window starts 0, 10, 20 are readable
+    with pytest.raises(FrameError, match=str(bad)):
+        extract_video_features(cfg, row)
+    # repeat_previous: the frame is replaced by frame 12 and reported.
+    cfg2 = make_cfg(root, out, k=K, bad_frame="repeat_previous")
+    with pytest.raises(UserError, match="vrme align"):
+        extract_video_features(cfg2, row)  # other landmarks parameters: align first
+    (st,) = run_features(cfg2, [row], workers=1, progress=False)
+    assert st.status == "computed" and st.bad_frames == [13]
+    assert read_video_features(st.path).meta["bad_frames"] == [13]
+
+
+def test_global_head_shift_is_realigned_and_subtracted():
+    import cv2
+
+    from vrme.align import align_frame, load_models, predictor_file
+    from vrme.config import AlignConfig
+
+    frames, _ = facegen.render(K, noise=0.5)
+    shifted, _ = facegen.render(K, noise=0.5, shift=(3.0, -2.0), seed=1)
+    # Upscaled 2x, the crop (about 224 px) is close to its 320 px size, as with real videos;
+    # the box shift is applied in frame pixels but measured on the crop, like the reference.
+    seq = [cv2.resize(f, None, fx=2, fy=2) for f in [frames[0]] + shifted[1:]]
+    det, pred = load_models(str(predictor_file(AlignConfig())))
+    fa = align_frame(seq[0], det, pred, 320)
+    cfg = make_cfg(Path("."), Path("."), k=K)
+    v = window_features(seq, fa.crop_box, fa.crop_landmarks, cfg)
+    assert v.shape == (36, K)
+    # The whole face moved 6 x 4 px: the box follows it and the ROIs stay still.
+    assert np.abs(v[:, 1:]).mean() < 0.2
+    cfg.features.realign = False
+    v2 = window_features(seq, fa.crop_box, fa.crop_landmarks, cfg)
+    assert np.abs(v2[:, 1:]).mean() > 5 * np.abs(v[:, 1:]).mean()
+
+
+@pytest.mark.slow
+def test_parallel_chunks_match_one_process(me_video, tmp_path):
+    cfg, row, _, _ = me_video
+    serial = read_video_features(feature_path(cfg, "s1", "v1")).values
+    cfg2 = cfg.model_copy(deep=True)
+    cfg2.run.out = tmp_path / "work"
+    (st,) = run_features(cfg2, [row], workers=2, progress=False)
+    assert st.status == "computed"
+    assert np.array_equal(read_video_features(st.path).values, serial)
+    vl = read_landmarks(landmarks_path(cfg2, "s1", "v1"))
+    assert vl.n_windows == serial.shape[0]

@@ -1,0 +1,496 @@
+"""Stage 2: ROI optical-flow window features (METHOD.md 2-3), streamed and cached to Parquet.
+
+Reads the landmarks written by :mod:`vrme.align` (it never runs dlib) and, for every window w
+of k frames (indices w*k/2 .. w*k/2 + k - 1 after frame skipping), computes a 36 x k float32
+matrix: for every later frame of the window, the face crop (the window's crop box, resized to
+``align.crop_size``) is compared with the window's first frame by Farneback optical flow on 7
+regions; each of the 18 ROIs of :mod:`vrme.rois` gives the mean of its largest flow vectors minus
+the global (nose-ridge) motion. When the global motion exceeds ``realign_threshold_px2`` the crop
+box is shifted by it (rounded) and the flow recomputed, at most ``realign_max_iter`` times; the
+shift carries over to the window's later frames. Column 0 is zero.
+
+Frames are streamed: every frame is decoded once and fed to the (at most two) windows that
+contain it, so memory does not depend on the video's length. A video's windows are split into
+chunks that run on worker processes; the numbers do not depend on the split.
+
+Output: ``features/<dataset>/<feature-hash>/<subject>/<video>.parquet`` written with
+:func:`vrme.schema.write_video_features`; its metadata (``meta``) records the parameters and their
+hash, library versions, the frames' fingerprint, window counts per alignment flag, the frames
+replaced under ``bad_frame: repeat_previous`` and the number of re-alignment shifts. A file with
+the same parameter hash and fingerprint is reused; anything else is recomputed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from vrme.align import (
+    VideoLandmarks,
+    align_hash,
+    align_params,
+    cached_landmarks_valid,
+    landmarks_path,
+    read_landmarks,
+    run_align,
+)
+from vrme.config import Config, FeatureConfig, stable_hash
+from vrme.errors import FrameError, NoFaceError, UserError
+from vrme.io import read_parquet_metadata
+from vrme.rois import N_ROWS, ROI_NAMES, RoiLayout, roi_layout, top_fraction_mean
+from vrme.schema import VideoFeatures, write_video_features
+from vrme.videojobs import (
+    IndexReader,
+    VideoJob,
+    VideoStatus,
+    chunk_windows,
+    frames_fingerprint,
+    index_count,
+    library_versions,
+    resolve_workers,
+    run_jobs,
+    window_count,
+)
+
+log = logging.getLogger(__name__)
+
+FEATURES_FORMAT = 1
+
+__all__ = [
+    "VideoStatus",
+    "extract_video_features",
+    "feature_params",
+    "feature_hash",
+    "feature_path",
+    "features_dir",
+    "landmarks_path",
+    "run_features",
+    "window_features",
+]
+
+
+# -- parameters and paths ------------------------------------------------------------------------
+
+
+def feature_params(cfg: Config) -> dict[str, Any]:
+    """Everything a video's features depend on besides its frames (``workers`` excluded)."""
+    feats = cfg.features.model_dump(mode="json")
+    feats.pop("workers", None)
+    return {"align": align_params(cfg), "features": feats,
+            "frame_skip": int(cfg.dataset.frame_skip), "format": FEATURES_FORMAT}
+
+
+def feature_hash(cfg: Config) -> str:
+    """Short hash of :func:`feature_params` (the feature cache folder name)."""
+    return stable_hash(feature_params(cfg))
+
+
+def features_dir(cfg: Config) -> Path:
+    """``<out>/features/<dataset>/<feature-hash>``."""
+    return cfg.out_dir / "features" / cfg.dataset.name / feature_hash(cfg)
+
+
+def feature_path(cfg: Config, subject: str, video: str) -> Path:
+    """Feature file of one video."""
+    return features_dir(cfg) / str(subject) / f"{video}.parquet"
+
+
+# -- one window ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FlowParams:
+    """Per-frame parameters, unpacked once from the config (floats and ints only)."""
+
+    crop_size: int
+    farneback: tuple[float, int, int, int, int, float]
+    realign: bool
+    max_iter: int
+    threshold: float
+    fractions: dict[str, float]
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "FlowParams":
+        f: FeatureConfig = cfg.features
+        fb = f.farneback
+        return cls(
+            crop_size=cfg.align.crop_size,
+            farneback=(fb.pyr_scale, fb.levels, fb.winsize, fb.iterations, fb.poly_n,
+                       fb.poly_sigma),
+            realign=f.realign,
+            max_iter=f.realign_max_iter,
+            threshold=f.realign_threshold_px2,
+            fractions={
+                "roi_fraction": f.roi_top_fraction,
+                "box_fraction": f.box_top_fraction,
+                "brow_right_box_fraction": f.brow_right_box_top_fraction,
+                "global_fraction": f.global_top_fraction,
+            },
+        )
+
+
+class _Window:
+    """A window being computed: its crop box (shifted by re-alignment), ROI layout, the first
+    frame's regions and the output matrix."""
+
+    __slots__ = ("start", "box", "layout", "prev", "out", "active")
+
+    def __init__(self, start: int, k: int, box: np.ndarray | None, layout: RoiLayout | None):
+        self.start = start
+        self.box = None if box is None else [int(v) for v in box]
+        self.layout = layout
+        self.prev: list[np.ndarray] = []
+        self.out = np.zeros((N_ROWS, k), dtype=np.float32)
+        self.active = box is not None
+
+
+class _Flow:
+    """Farneback optical flow with timing and call counting."""
+
+    def __init__(self, params: tuple[float, int, int, int, int, float]):
+        import cv2
+
+        self._cv2 = cv2
+        self.params = params
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        f = self._cv2.calcOpticalFlowFarneback(prev, cur, None, *self.params, 0)
+        self.seconds += time.perf_counter() - t
+        self.calls += 1
+        return f
+
+
+def _start_window(win: _Window, img: np.ndarray, size: int) -> None:
+    import cv2
+
+    t, b, left, r = win.box
+    crop = cv2.resize(img[t:b, left:r], (size, size))
+    win.prev = [np.ascontiguousarray(crop[rs, cs]) for rs, cs in win.layout.regions]
+
+
+def _global_motion(flow_fn: _Flow, prev: np.ndarray, cur: np.ndarray,
+                   layout: RoiLayout) -> tuple[float, float]:
+    import cv2
+
+    g = layout.global_box
+    f = flow_fn(prev, cur)[g.rows, g.cols]
+    mag = cv2.magnitude(np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1])) \
+        if f.size else np.zeros(f.shape[:2], np.float32)
+    return top_fraction_mean(f, mag, g.top_fraction)
+
+
+def _step(win: _Window, img: np.ndarray, col: int, p: FlowParams, flow_fn: _Flow) -> int:
+    """Fill column ``col`` of ``win`` from frame ``img``; return the re-alignment shifts made."""
+    import cv2
+
+    size = p.crop_size
+    layout = win.layout
+    assert layout is not None and win.box is not None
+    t, b, left, r = win.box
+    crop = cv2.resize(img[t:b, left:r], (size, size))
+    rs0, cs0 = layout.regions[0]
+    gx, gy = _global_motion(flow_fn, win.prev[0], crop[rs0, cs0], layout)
+    shifts = 0
+    if p.realign:
+        while gx * gx + gy * gy > p.threshold:
+            if shifts >= p.max_iter:
+                break
+            shifts += 1
+            dx, dy = int(round(gx)), int(round(gy))
+            left, t = max(0, left + dx), max(0, t + dy)
+            r, b = r + dx, b + dy
+            crop = cv2.resize(img[t:b, left:r], (size, size))
+            gx, gy = _global_motion(flow_fn, win.prev[0], crop[rs0, cs0], layout)
+        win.box = [t, b, left, r]
+    flows: list[tuple[np.ndarray, np.ndarray] | None] = [None]
+    for i in range(1, len(layout.regions)):
+        prev = win.prev[i]
+        if prev.shape[0] == 0 or prev.shape[1] == 0:
+            flows.append(None)
+            continue
+        rs, cs = layout.regions[i]
+        f = flow_fn(prev, crop[rs, cs])
+        flows.append((f, cv2.magnitude(f[..., 0], f[..., 1])))
+    out = win.out
+    for n, box in enumerate(layout.boxes):
+        fm = flows[box.region]
+        if fm is None:
+            mx = my = 0.0
+        else:
+            mx, my = top_fraction_mean(fm[0][box.rows, box.cols], fm[1][box.rows, box.cols],
+                                       box.top_fraction)
+        out[2 * n, col] = mx - gx
+        out[2 * n + 1, col] = my - gy
+    return shifts
+
+
+def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmarks: np.ndarray,
+                    cfg: Config) -> np.ndarray:
+    """The 36 x k matrix of one window from its k frames (grayscale, full size), the crop box
+    (top, bottom, left, right) and the landmarks on the crop (68 x 2). For tests and tools;
+    videos go through :func:`extract_video_features`."""
+    p = FlowParams.from_config(cfg)
+    layout = roi_layout(crop_landmarks, **p.fractions)
+    win = _Window(0, len(frames), crop_box, layout)
+    _start_window(win, frames[0], p.crop_size)
+    flow_fn = _Flow(p.farneback)
+    for col in range(1, len(frames)):
+        _step(win, frames[col], col, p, flow_fn)
+    return win.out
+
+
+# -- chunks --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WindowPlan:
+    """What a worker needs for one window: its crop box and crop landmarks (None = zeros)."""
+
+    crop_box: np.ndarray | None
+    crop_landmarks: np.ndarray | None
+
+
+@dataclass
+class FeatureChunk:
+    """Features of windows [w0, w0 + len(values)) of a video."""
+
+    w0: int
+    values: np.ndarray
+    bad_frames: list[int]
+    frames_read: int
+    farneback_calls: int
+    realign_shifts: int
+    timings: dict[str, float]
+
+
+def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str], w0: int,
+                  plans: list[WindowPlan]) -> FeatureChunk:
+    """Compute windows w0 .. w0+len(plans)-1 of one video, streaming its frames (worker
+    function)."""
+    t_all = time.perf_counter()
+    p = FlowParams.from_config(cfg)
+    k = cfg.features.k
+    half = k // 2
+    w1 = w0 + len(plans)
+    reader = IndexReader(row, root, cfg.dataset.frame_skip, cfg.features.bad_frame)
+    flow_fn = _Flow(p.farneback)
+    values = np.zeros((len(plans), N_ROWS, k), dtype=np.float32)
+    active: list[tuple[int, _Window]] = []
+    shifts = 0
+    try:
+        for j in range(w0 * half, (w1 - 1) * half + k):
+            img = reader.read(j)
+            for _, win in active:
+                if win.active:
+                    shifts += _step(win, img, j - win.start, p, flow_fn)
+            if j % half == 0 and w0 <= j // half < w1:
+                wp = plans[j // half - w0]
+                layout = (roi_layout(wp.crop_landmarks, **p.fractions)
+                          if wp.crop_box is not None else None)
+                win = _Window(j, k, wp.crop_box, layout)
+                if win.active:
+                    _start_window(win, img, p.crop_size)
+                active.append((j // half, win))
+            while active and active[0][1].start + k - 1 <= j:
+                w, win = active.pop(0)
+                values[w - w0] = win.out
+    finally:
+        reader.close()
+    total = time.perf_counter() - t_all
+    timings = {"decode": reader.decode_s, "flow": flow_fn.seconds,
+               "rest": max(0.0, total - reader.decode_s - flow_fn.seconds)}
+    return FeatureChunk(w0, values, sorted(reader.bad), reader.reads, flow_fn.calls, shifts,
+                        timings)
+
+
+# -- videos --------------------------------------------------------------------------------------
+
+
+def _window_plans(cfg: Config, vl: VideoLandmarks) -> tuple[list[WindowPlan], np.ndarray]:
+    plans: list[WindowPlan] = []
+    flags = np.empty(vl.n_windows, dtype=object)
+    for w in range(vl.n_windows):
+        status = str(vl.status[w])
+        if status == "none" or (status == "reused" and cfg.features.missing_face == "zeros"):
+            plans.append(WindowPlan(None, None))
+            flags[w] = "none"
+        else:
+            plans.append(WindowPlan(vl.crop_box[w].copy(), vl.crop_landmarks[w].copy()))
+            flags[w] = status
+    return plans, flags
+
+
+def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dict[str, Any],
+                     vl: VideoLandmarks, flags: np.ndarray, n_indices: int, t0: float,
+                     chunks: list[FeatureChunk]) -> VideoStatus:
+    subject, video = str(row["subject"]), str(row["video"])
+    values = np.concatenate([c.values for c in chunks], axis=0)
+    bad = sorted({b for c in chunks for b in c.bad_frames})
+    counts = {s: int((flags == s).sum()) for s in ("detected", "reused", "none")}
+    meta = dict(meta, counts=counts, bad_frames=bad, n_bad_frames=len(bad),
+                realign_shifts=int(sum(c.realign_shifts for c in chunks)))
+    feats = VideoFeatures(
+        subject=subject,
+        video=video,
+        values=values,
+        start_index=vl.start_index,
+        start_frame=vl.start_frame,
+        align=flags,
+        n_frames=n_indices,
+        first_frame=int(row["first_frame"]),
+        frame_skip=int(cfg.dataset.frame_skip),
+        meta=meta,
+    )
+    write_video_features(out_path, feats)
+    timings: dict[str, float] = {}
+    for c in chunks:
+        for key, v in c.timings.items():
+            timings[key] = timings.get(key, 0.0) + v
+    timings["farneback_calls"] = float(sum(c.farneback_calls for c in chunks))
+    return VideoStatus(stage="features", subject=subject, video=video, status="computed",
+                       path=str(out_path), n_indices=n_indices, n_windows=len(values),
+                       frames_read=sum(c.frames_read for c in chunks), counts=counts,
+                       bad_frames=bad, seconds=time.perf_counter() - t0, timings=timings)
+
+
+def cached_features_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
+    """True when ``path`` exists and was made with these parameters from these frames."""
+    if not path.is_file():
+        return False
+    try:
+        meta = read_parquet_metadata(path).get("vrme", {})
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
+
+
+def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str],
+                  lm_path: Path | None = None, out_path: Path | None = None, workers: int = 1,
+                  force: bool = False) -> VideoJob:
+    """Decide what one video's features need: nothing (cached / skipped) or window chunks for
+    :func:`feature_chunk`. Raises :class:`UserError` when its landmarks are missing or stale
+    and :class:`NoFaceError` when they show no face at all."""
+    root = Path(root)
+    subject, video = str(row["subject"]), str(row["video"])
+    out_path = Path(out_path) if out_path is not None else feature_path(cfg, subject, video)
+    lm_path = Path(lm_path) if lm_path is not None else landmarks_path(cfg, subject, video)
+    job = VideoJob(subject=subject, video=video, stage="features",
+                   skip_errors=(NoFaceError, FrameError) if cfg.features.bad_frame != "fail"
+                   else (NoFaceError,))
+    t0 = time.perf_counter()
+    n_indices = index_count(int(row["n_frames"]), cfg.dataset.frame_skip)
+    n_windows = window_count(n_indices, cfg.features.k)
+    if n_windows == 0:
+        job.status = VideoStatus(stage="features", subject=subject, video=video,
+                                 status="skipped", n_indices=n_indices,
+                                 reason=f"{n_indices} frames after skipping: shorter than one "
+                                 f"window of k={cfg.features.k} plus a half")
+        return job
+    params = feature_params(cfg)
+    params_hash = stable_hash(params)
+    fingerprint = frames_fingerprint(row, root, cfg.dataset.frame_skip)
+    if not force and cached_features_valid(out_path, params_hash, fingerprint):
+        meta = read_parquet_metadata(out_path)["vrme"]
+        job.status = VideoStatus(stage="features", subject=subject, video=video,
+                                 status="cached", path=str(out_path), n_indices=n_indices,
+                                 n_windows=n_windows, counts=dict(meta.get("counts", {})),
+                                 bad_frames=list(meta.get("bad_frames", [])))
+        return job
+    if not cached_landmarks_valid(lm_path, stable_hash(align_params(cfg)), fingerprint):
+        raise UserError(f"{subject}/{video}: landmarks {lm_path} are missing or were made "
+                        "from other frames or parameters; run `vrme align` first")
+    vl = read_landmarks(lm_path)
+    if vl.n_windows != n_windows:
+        raise UserError(f"{lm_path}: {vl.n_windows} windows, expected {n_windows}")
+    counts = vl.counts()
+    if counts["none"] == n_windows:
+        raise NoFaceError(f"{subject}/{video}: no face detected in any of {n_windows} windows")
+    plans, flags = _window_plans(cfg, vl)
+    meta = {
+        "stage": "features",
+        "params": params,
+        "params_hash": params_hash,
+        "align_hash": align_hash(cfg),
+        "fingerprint": fingerprint,
+        "versions": library_versions(),
+        "roi_names": list(ROI_NAMES),
+        "rows": "ROI r: row 2r = x, row 2r+1 = y (px on the crop), minus global motion",
+    }
+    for w0, w1 in chunk_windows(n_windows, workers):
+        job.chunks.append((cfg, dict(row), str(root), w0, plans[w0:w1]))
+        job.frames.append((w1 - w0 + 1) * (cfg.features.k // 2))
+    job.finish = functools.partial(_finish_features, cfg, dict(row), out_path, meta, vl, flags,
+                                   n_indices, t0)
+    return job
+
+
+def extract_video_features(cfg: Config, row: Mapping[str, Any],
+                           root: str | os.PathLike[str] | None = None,
+                           landmarks_file: str | os.PathLike[str] | None = None,
+                           out_path: str | os.PathLike[str] | None = None,
+                           force: bool = False) -> VideoStatus:
+    """Compute one video's window features in this process and write them (skipped if the
+    cached file matches). ``row``: a manifest row; ``landmarks_file`` defaults to
+    :func:`landmarks_path` (must exist: run :func:`vrme.align.align_video` first);
+    ``out_path`` to :func:`feature_path`. Raises :class:`NoFaceError` for a video without a
+    face and :class:`FrameError` for an unreadable frame under ``bad_frame: fail``."""
+    r = root if root is not None else cfg.dataset.root
+    if r is None:
+        raise UserError("no dataset root: set dataset.root in the config or pass --root")
+    job = plan_features(cfg, row, r, Path(landmarks_file) if landmarks_file else None,
+                        Path(out_path) if out_path else None, 1, force)
+    if job.status is not None:
+        return job.status
+    assert job.finish is not None
+    return job.finish([feature_chunk(*args) for args in job.chunks])
+
+
+def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
+                 root: str | os.PathLike[str] | None = None, workers: int | None = None,
+                 progress: bool = True, force: bool = False,
+                 align_first: bool = True) -> list[VideoStatus]:
+    """Compute the features of every video of ``manifest`` on ``workers`` processes (default
+    ``features.workers``, else the CPU count). With ``align_first`` the landmark stage runs
+    first (cached videos cost only a fingerprint). Videos with no face (or, under
+    ``repeat_previous``, no readable frame) are reported as skipped; the run goes on."""
+    r = root if root is not None else cfg.dataset.root
+    if r is None:
+        raise UserError("no dataset root: set dataset.root in the config or pass --root")
+    n_workers = resolve_workers(workers or cfg.features.workers)
+    rows = ([dict(x) for x in manifest.to_dict(orient="records")]
+            if isinstance(manifest, pd.DataFrame) else [dict(x) for x in manifest])
+    skipped: dict[tuple[str, str], VideoStatus] = {}
+    if align_first:
+        for st in run_align(cfg, rows, r, n_workers, progress=progress):
+            if st.status == "skipped":
+                skipped[(st.subject, st.video)] = VideoStatus(
+                    stage="features", subject=st.subject, video=st.video, status="skipped",
+                    reason=st.reason, n_indices=st.n_indices)
+    jobs: list[VideoJob] = []
+    for row in rows:
+        key = (str(row["subject"]), str(row["video"]))
+        if key in skipped:
+            jobs.append(VideoJob(subject=key[0], video=key[1], stage="features",
+                                 status=skipped[key]))
+            continue
+        try:
+            jobs.append(plan_features(cfg, row, r, workers=n_workers, force=force))
+        except NoFaceError as exc:
+            jobs.append(VideoJob(subject=key[0], video=key[1], stage="features",
+                                 status=VideoStatus(stage="features", subject=key[0],
+                                                    video=key[1], status="skipped",
+                                                    reason=str(exc))))
+    return run_jobs(jobs, feature_chunk, n_workers, progress=progress, label="features")

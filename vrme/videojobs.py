@@ -1,0 +1,376 @@
+"""Shared machinery of the per-video stages (alignment, flow features).
+
+- :class:`VideoStatus`: what happened to one video in a stage (computed / cached / skipped).
+- :class:`IndexReader`: frames by *index* (after frame skipping), with the bad-frame policy.
+- :func:`frames_fingerprint`, :func:`library_versions`: what a cache entry records.
+- :func:`window_count`, :func:`chunk_windows`: window arithmetic and work splitting.
+- :func:`run_jobs`: runs the chunks of many videos on a process pool with a progress bar and
+  hands each video's chunk results, in order, to its finishing function in the parent.
+
+A video's windows are split into chunks of consecutive windows so that one long video can use
+every core; every window depends only on its own frames and its landmarks, so the numbers do not
+depend on how the work was split.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from vrme.errors import FrameError
+from vrme.frames import FrameSource
+
+log = logging.getLogger(__name__)
+
+Status = Literal["computed", "cached", "skipped"]
+
+
+@dataclass
+class VideoStatus:
+    """Outcome of one stage for one video.
+
+    ``n_indices``: frames after skipping; ``frames_read``: frames decoded for this run (0 when
+    cached); ``counts``: windows per alignment flag; ``bad_frames``: original numbers of
+    unreadable frames replaced by a neighbour; ``timings``: seconds spent per part (decode,
+    detect, flow, rest), summed over workers.
+    """
+
+    stage: str
+    subject: str
+    video: str
+    status: Status
+    reason: str = ""
+    path: str | None = None
+    n_indices: int = 0
+    n_windows: int = 0
+    frames_read: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    bad_frames: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# -- windows -----------------------------------------------------------------------------------
+
+
+def index_count(n_frames: int, frame_skip: int) -> int:
+    """Frames left after keeping every ``frame_skip``-th of ``n_frames`` (positions)."""
+    return -(-int(n_frames) // int(frame_skip))
+
+
+def window_count(n_indices: int, k: int) -> int:
+    """Windows of length ``k`` and stride k/2 over ``n_indices`` frames (after skipping)."""
+    return max(0, n_indices // (k // 2) - 1)
+
+
+def chunk_windows(n_windows: int, workers: int, max_chunk: int = 96,
+                  min_chunk: int = 8) -> list[tuple[int, int]]:
+    """Split windows 0..n_windows-1 into ranges [w0, w1) of consecutive windows.
+
+    A short video is split into about ``workers`` chunks (so one video can use every core), a
+    long one into chunks of at most ``max_chunk`` windows.
+    """
+    if n_windows <= 0:
+        return []
+    size = max(min_chunk, min(max_chunk, math.ceil(n_windows / max(1, workers))))
+    n_chunks = math.ceil(n_windows / size)
+    bounds = np.linspace(0, n_windows, n_chunks + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+class IndexReader:
+    """Reads frames by index j (position j * frame_skip) as grayscale uint8.
+
+    ``bad_frame='fail'`` raises :class:`FrameError` naming the file; ``'repeat_previous'``
+    replaces an unreadable frame with the nearest readable frame before it (after it at the
+    start of a video) and records its original number in :attr:`bad`. The replacement depends
+    only on the frames, never on the order of reads, so chunks agree with a whole-video pass.
+    """
+
+    def __init__(self, row: Mapping[str, Any], root: str | os.PathLike[str], frame_skip: int,
+                 bad_frame: str = "fail"):
+        self.source = FrameSource(row, root)
+        self.skip = int(frame_skip)
+        self.policy = bad_frame
+        self.n_indices = index_count(self.source.n_frames, self.skip)
+        self.bad: set[int] = set()
+        self.decode_s = 0.0
+        self.reads = 0
+        self._last: tuple[int, np.ndarray] | None = None  # last good (index, frame)
+        self._resolved: dict[int, int] = {}  # bad index -> index of its replacement
+
+    def frame_number(self, index: int) -> int:
+        """Original frame number of index ``index``."""
+        return self.source.frame_number(index * self.skip)
+
+    def _try(self, index: int) -> np.ndarray | None:
+        t = time.perf_counter()
+        try:
+            img = self.source.read(index * self.skip)
+        except FrameError:
+            if self.policy == "fail":
+                raise
+            return None
+        finally:
+            self.decode_s += time.perf_counter() - t
+            self.reads += 1
+        self._last = (index, img)
+        return img
+
+    def read(self, index: int) -> np.ndarray:
+        """The frame at ``index`` (or its replacement under ``repeat_previous``)."""
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        img = self._try(index)
+        if img is not None:
+            return img
+        self.bad.add(self.frame_number(index))
+        log.warning("%s/%s: unreadable frame %d replaced by a neighbour",
+                    self.source.subject, self.source.video, self.frame_number(index))
+        return self._replacement(index)
+
+    def _replacement(self, index: int) -> np.ndarray:
+        prev = self._resolved.get(index - 1)
+        order: list[int]
+        if prev is not None and prev < index:
+            order = [prev]
+        else:
+            order = list(range(index - 1, -1, -1))
+        order += list(range(index + 1, self.n_indices))
+        for j in order:
+            img = self._last[1] if self._last is not None and self._last[0] == j else self._try(j)
+            if img is not None:
+                self._resolved[index] = j
+                return img
+            if j != index:
+                self.bad.add(self.frame_number(j))
+        raise FrameError(
+            f"{self.source.subject}/{self.source.video}: no readable frame in {self.source.path}"
+        )
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def frames_fingerprint(row: Mapping[str, Any], root: str | os.PathLike[str],
+                       frame_skip: int) -> str:
+    """Fingerprint (16 hex) of the files a video's indices read: names, sizes, mtimes."""
+    src = FrameSource(row, root)
+    h = hashlib.sha256()
+    if src.source != "frames":
+        paths = [src.path]
+    else:
+        seen: dict[Path, None] = {}
+        for j in range(index_count(src.n_frames, frame_skip)):
+            seen.setdefault(src.frame_path(j * frame_skip), None)
+        paths = list(seen)
+    h.update(f"{src.n_frames}:{frame_skip}\n".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p.name}\0missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose numerics the features depend on."""
+    import cv2
+    import dlib
+    import pyarrow
+
+    import vrme
+
+    return {
+        "vrme": vrme.__version__,
+        "opencv": cv2.__version__,
+        "dlib": dlib.__version__,
+        "numpy": np.__version__,
+        "pyarrow": pyarrow.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def resolve_workers(workers: int | None) -> int:
+    """Worker processes: ``workers`` if given, else the CPU count."""
+    return max(1, int(workers) if workers else (os.cpu_count() or 1))
+
+
+def init_worker() -> None:
+    """Process-pool initializer: one OpenCV thread per process (parallelism is by process)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+# -- running many videos --------------------------------------------------------------------
+
+
+@dataclass
+class VideoJob:
+    """One video's pending work: ``chunks`` are argument tuples for the chunk function,
+    ``frames`` the frames each chunk will process (for progress), ``finish`` turns the list of
+    chunk results (in chunk order) into the video's status. A job with ``status`` set is
+    already resolved (cached or skipped) and has no chunks."""
+
+    subject: str
+    video: str
+    chunks: list[tuple[Any, ...]] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    finish: Callable[[list[Any]], VideoStatus] | None = None
+    status: VideoStatus | None = None
+    skip_errors: tuple[type[BaseException], ...] = ()
+    stage: str = ""
+
+
+def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any], workers: int,
+             progress: bool = True, label: str = "videos") -> list[VideoStatus]:
+    """Run every job's chunks (``work(*chunk)``) on ``workers`` processes; return statuses in
+    job order.
+
+    A chunk or finish that raises one of its job's ``skip_errors`` marks that video skipped
+    (with the error as reason) and the run goes on; any other error stops the run.
+    """
+    t0 = time.perf_counter()
+    results: list[VideoStatus | None] = [j.status for j in jobs]
+    pending = {i: [None] * len(j.chunks) for i, j in enumerate(jobs) if j.status is None}
+    remaining = {i: len(j.chunks) for i, j in enumerate(jobs) if j.status is None}
+    total_frames = sum(sum(j.frames) for j in jobs if j.status is None)
+    bar = _Progress(progress, label, len(jobs), total_frames)
+    bar.videos_done(sum(r is not None for r in results))
+
+    def skipped(i: int, exc: BaseException) -> VideoStatus:
+        j = jobs[i]
+        log.warning("%s/%s skipped: %s", j.subject, j.video, exc)
+        return VideoStatus(stage=j.stage, subject=j.subject, video=j.video, status="skipped",
+                           reason=str(exc), seconds=time.perf_counter() - t0)
+
+    def finished(i: int) -> None:
+        j = jobs[i]
+        try:
+            assert j.finish is not None
+            results[i] = j.finish(pending.pop(i))
+        except j.skip_errors as exc:
+            results[i] = skipped(i, exc)
+        bar.videos_done(sum(r is not None for r in results))
+
+    # Jobs with no chunk (e.g. a video shorter than one window) finish at once.
+    for i in [i for i, n in remaining.items() if n == 0]:
+        del remaining[i]
+        finished(i)
+
+    try:
+        if workers <= 1:
+            import cv2
+
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                for i in list(remaining):
+                    j = jobs[i]
+                    try:
+                        for c, args in enumerate(j.chunks):
+                            pending[i][c] = work(*args)
+                            bar.advance(j.frames[c])
+                    except j.skip_errors as exc:
+                        pending.pop(i, None)
+                        results[i] = skipped(i, exc)
+                        bar.videos_done(sum(r is not None for r in results))
+                        continue
+                    finished(i)
+            finally:
+                cv2.setNumThreads(threads)
+        else:
+            # forkserver: safe with the progress bar's (and a caller's) threads, and workers
+            # start from a server that has already imported the heavy modules.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["numpy", "cv2", "dlib", "vrme.features"])
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                        initializer=init_worker) as pool:
+                futures = {}
+                for i in remaining:
+                    for c, args in enumerate(jobs[i].chunks):
+                        futures[pool.submit(work, *args)] = (i, c)
+                try:
+                    for fut in cf.as_completed(futures):
+                        i, c = futures[fut]
+                        if results[i] is not None:  # video already skipped
+                            continue
+                        try:
+                            pending[i][c] = fut.result()
+                        except jobs[i].skip_errors as exc:
+                            pending.pop(i, None)
+                            results[i] = skipped(i, exc)
+                            bar.videos_done(sum(r is not None for r in results))
+                            continue
+                        bar.advance(jobs[i].frames[c])
+                        remaining[i] -= 1
+                        if remaining[i] == 0:
+                            finished(i)
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+class _Progress:
+    """A rich progress bar over frames, showing videos done and frames per second."""
+
+    def __init__(self, enabled: bool, label: str, n_videos: int, n_frames: int):
+        self.enabled = enabled
+        self.n_videos = n_videos
+        self._p = None
+        if not enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._p = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[videos]} videos"),
+            MofNCompleteColumn(),
+            TextColumn("frames"),
+            TextColumn("{task.fields[fps]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._p.start()
+        self._t0 = time.perf_counter()
+        self._task = self._p.add_task(label, total=max(1, n_frames), videos=f"0/{n_videos}",
+                                      fps="")
+
+    def advance(self, frames: int) -> None:
+        if self._p is not None:
+            self._p.advance(self._task, frames)
+            done = self._p.tasks[0].completed
+            rate = done / max(1e-9, time.perf_counter() - self._t0)
+            self._p.update(self._task, fps=f"{rate:,.0f} frames/s")
+
+    def videos_done(self, n: int) -> None:
+        if self._p is not None:
+            self._p.update(self._task, videos=f"{n}/{self.n_videos}")
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
