@@ -38,12 +38,14 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
 
 def setup_logging(verbose: bool = False) -> None:
     """Log vrme's messages to stderr through rich."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("vrme")
     if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.addHandler(RichHandler(show_path=False, rich_tracebacks=False))
+        root.addHandler(RichHandler(console=Console(stderr=True), show_path=False,
+                                    rich_tracebacks=False))
     root.setLevel(level)
 
 
