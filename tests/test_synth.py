@@ -467,6 +467,7 @@ def test_invalid_specs_are_refused():
     assert SynthSpec(layout="samm_lv").layout == "samm-lv"
 
 
+@pytest.mark.slow
 def test_cli_synth(tmp_path):
     out = tmp_path / "ds"
     args = ["synth", "--layout", "casme3", "--out", str(out), "--subjects", "1", "--videos", "1",
