@@ -1,0 +1,148 @@
+"""Training one fold: outputs, determinism, reload (METHOD.md section 7)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vrme.config import Config
+from vrme.errors import DataError
+from vrme.priors import Priors
+from vrme.schema import read_video_features
+from vrme.synthetic_features import make_feature_dataset
+from vrme.train import (
+    LOGIT_COLUMNS,
+    SCORE_COLUMNS,
+    fold_config_hash,
+    fold_is_complete,
+    load_fold_model,
+    predict_video,
+    read_scores,
+    resolve_device,
+    train_fold,
+)
+
+K = 30
+SKIP = 2
+
+
+def tiny_cfg(**train) -> Config:
+    return Config.model_validate({
+        "dataset": {"name": "t", "layout": "samm_lv", "fps": 200, "frame_skip": SKIP},
+        "features": {"k": K},
+        "model": {"backbone": "mamba", "fast_channels": 8, "slow_channels": 16, "stages": 2,
+                  "blocks_per_stage": 1, "d_state": 4, "drop_path": 0.1},
+        "train": {"epochs": 3, "batch_size": 16, "lr": 3e-3, "ratio": 1.0, "seed": 100,
+                  "device": "cpu", **train},
+    })
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_feature_dataset(tmp_path_factory.mktemp("feat"), subjects=3, videos_per_subject=1,
+                                n_frames=240, k=K, mes_per_video=3, macros_per_video=1,
+                                first_frame=5, frame_skip=SKIP, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fold(dataset, tmp_path_factory):
+    d = tmp_path_factory.mktemp("fold") / "01"
+    res = train_fold(tiny_cfg(), "01", dataset.manifest_path, dataset.labels_path,
+                     dataset.features_dir, d, progress=False)
+    return res, d
+
+
+def test_fold_writes_every_output(fold, dataset):
+    res, d = fold
+    for name in ("model.pt", "priors.json", "scores.parquet", "intervals.csv", "fold.json"):
+        assert (d / name).is_file(), name
+    marker = json.loads((d / "fold.json").read_text())
+    assert marker["status"] == "complete" and marker["fold"] == "01"
+    assert marker["config_hash"] == fold_config_hash(tiny_cfg()) == res.config_hash
+    assert len(marker["history"]) == 3 and marker["train_subjects"] == ["02", "03"]
+    assert set(marker["timings"]) >= {"train_s", "predict_s", "total_s"}
+    assert fold_is_complete(d, res.config_hash, res.input_fingerprint)
+    assert not fold_is_complete(d, fold_config_hash(tiny_cfg(epochs=4)))
+    assert Priors.load(d / "priors.json") == res.priors
+    assert res.priors.subjects == ["02", "03"]
+
+
+def test_scores_cover_the_test_video_in_original_numbers(fold, dataset):
+    _, d = fold
+    scores, meta = read_scores(d)
+    assert list(scores.columns) == SCORE_COLUMNS
+    feats = read_video_features(dataset.features_dir / "01" / "01_01.parquet")
+    n_cov = (len(feats.values) + 1) * K // 2
+    assert len(scores) == n_cov
+    assert list(scores["index"]) == list(range(n_cov))
+    assert list(scores["frame"]) == [5 + SKIP * i for i in range(n_cov)]
+    assert scores["spot"].between(0, 1).all()
+    assert meta["k_p"] >= 1 and meta["fold"] == "01"
+    iv = pd.read_csv(d / "intervals.csv", dtype={"subject": str, "video": str})
+    assert list(iv.columns) == ["subject", "video", "onset", "apex", "offset", "emotion", "score"]
+    if len(iv):
+        assert ((iv["onset"] - 5) % SKIP == 0).all()
+        assert set(iv["subject"]) == {"01"}
+
+
+def test_model_reloads_and_reproduces_the_scores(fold, dataset):
+    _, d = fold
+    model, priors, k = load_fold_model(d)
+    assert k == K and priors == Priors.load(d / "priors.json")
+    feats = read_video_features(dataset.features_dir / "01" / "01_01.parquet")
+    spot, logits = predict_video(model, feats, torch.device("cpu"))
+    scores, _ = read_scores(d)
+    np.testing.assert_allclose(spot, scores["spot"].to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(logits, scores[LOGIT_COLUMNS].to_numpy(), rtol=0, atol=1e-5)
+
+
+def test_same_seed_gives_identical_scores(fold, dataset, tmp_path):
+    _, d = fold
+    train_fold(tiny_cfg(), "01", dataset.manifest_path, dataset.labels_path,
+               dataset.features_dir, tmp_path / "again", progress=False)
+    a, _ = read_scores(d)
+    b, _ = read_scores(tmp_path / "again")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (d / "intervals.csv").read_text() == (tmp_path / "again" / "intervals.csv").read_text()
+    train_fold(tiny_cfg(seed=101), "01", dataset.manifest_path, dataset.labels_path,
+               dataset.features_dir, tmp_path / "other", progress=False)
+    c, _ = read_scores(tmp_path / "other")
+    assert not np.array_equal(a["spot"].to_numpy(), c["spot"].to_numpy())
+
+
+def test_training_lowers_the_loss(dataset, tmp_path):
+    res = train_fold(tiny_cfg(epochs=6), "02", dataset.manifest_path, dataset.labels_path,
+                     dataset.features_dir, tmp_path / "f", progress=True)
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < losses[0]
+    assert res.n_train_windows == 2 * res.info["n_me_windows"]  # ratio 1
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DataError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_missing_feature_file_is_reported(dataset, tmp_path):
+    import shutil
+
+    feats = tmp_path / "features"
+    shutil.copytree(dataset.features_dir, feats)
+    (feats / "01" / "01_01.parquet").unlink()
+    with pytest.raises(DataError, match="feature file missing"):
+        train_fold(tiny_cfg(), "01", dataset.manifest_path, dataset.labels_path, feats,
+                   tmp_path / "f", progress=False)
+    assert not (tmp_path / "f" / "fold.json").exists()
+
+
+def test_unknown_fold_is_reported(dataset, tmp_path):
+    with pytest.raises(DataError, match="no video in the manifest"):
+        train_fold(tiny_cfg(), "99", dataset.manifest_path, dataset.labels_path,
+                   dataset.features_dir, tmp_path / "f", progress=False)

@@ -1,0 +1,606 @@
+"""Training and testing one leave-one-subject-out fold (METHOD.md section 7).
+
+A fold trains on the windows of every subject but one and predicts the held-out subject's
+videos. Its folder receives:
+
+- ``priors.json``: k_p and class weights from the training subjects (:mod:`vrme.priors`);
+- ``model.pt``: ``{"state_dict", "model_config", "k", "priors", "fold", "config_hash"}``;
+- ``scores.parquet``: per-frame spot score and class logits of every test video, one row per
+  index after skipping, with its original frame number (columns ``SCORE_COLUMNS``);
+- ``intervals.csv``: the decoded intervals (subject, video, onset, apex, offset, emotion, score;
+  original frame numbers);
+- ``fold.json``: written last, the done-marker: config hash, input fingerprint, timings and the
+  loss of every epoch. A folder without it (or with other hashes) is not a finished fold.
+
+Memory: only the training windows the fold selects are loaded (every window containing an ME
+frame and a seeded sample of ME-free ones); test videos are streamed one at a time.
+
+Deliberate differences from the reference: priors from the training subjects only (see
+:mod:`vrme.priors`); labels mapped with each video's real first frame (:mod:`vrme.windows`);
+stitching per video (:mod:`vrme.decode`); no validation pass on the held-out subject's labels
+(the reference prints one every 6 epochs; it never influences the model, which is the last
+epoch's); the cross-entropy mean is over frames, as the reference's one-hot targets make it
+(not over the summed weights, as class-index targets would); the scale factor of the
+augmentation is drawn uniformly in ``train.scale_aug`` (the reference draws whole percents).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_hash
+from vrme.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
+from vrme.errors import DataError
+from vrme.io import atomic_path, read_parquet_metadata, write_json_atomic, write_parquet_atomic, write_text_atomic
+from vrme.priors import Priors, estimate_priors
+from vrme.schema import read_labels, read_manifest, read_video_features, VideoFeatures
+from vrme.windows import (
+    TrainingSelection,
+    VideoRef,
+    events_to_index,
+    feature_path,
+    micro_events,
+    scan_video,
+    select_training_windows,
+    shuffle_events,
+    video_targets,
+)
+
+log = logging.getLogger(__name__)
+
+FOLD_VERSION = 1
+LOGIT_COLUMNS = [f"logit_{c}" for c in CLASS_NAMES]
+SCORE_COLUMNS = ["subject", "video", "index", "frame", "spot"] + LOGIT_COLUMNS
+SCORES_SCHEMA = pa.schema(
+    [("subject", pa.string()), ("video", pa.string()), ("index", pa.int32()),
+     ("frame", pa.int64()), ("spot", pa.float32())]
+    + [(c, pa.float32()) for c in LOGIT_COLUMNS]
+)
+
+ModelFactory = Callable[[ModelConfig, int], Any]
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+def as_table(obj: pd.DataFrame | str | os.PathLike[str], kind: str) -> pd.DataFrame:
+    """A manifest or labels table given as a DataFrame or a Parquet path (``kind`` says which)."""
+    if isinstance(obj, pd.DataFrame):
+        return obj
+    path = Path(obj)
+    if not path.is_file():
+        raise DataError(f"{kind} file not found: {path}")
+    return read_manifest(path) if kind == "manifest" else read_labels(path)
+
+
+def subject_sort_key(subject: str) -> tuple:
+    """Sort subjects numerically where they are numbers ('2' before '10')."""
+    s = str(subject)
+    return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+
+@dataclass
+class FoldPlan:
+    """What a fold will train and test on, decided from metadata and labels only.
+
+    ``events`` are the training events in indices after skipping (shuffled when the config asks
+    for the control experiment); ``test_videos`` are all of the held-out subject's videos.
+    """
+
+    fold: str
+    train_subjects: list[str]
+    train_videos: list[VideoRef]
+    test_videos: list[VideoRef]
+    events: dict[tuple[str, str], pd.DataFrame]
+    selection: TrainingSelection
+    priors: Priors
+    input_fingerprint: str
+
+
+def _video_refs(manifest: pd.DataFrame, features_dir: Path, cfg: Config
+                ) -> tuple[dict[tuple[str, str], VideoRef], list[tuple[str, str]]]:
+    """Feature-file metadata of every manifest video that has a feature file, and the
+    (subject, video) pairs that have none."""
+    refs, missing = {}, []
+    for row in manifest.itertuples(index=False):
+        if not feature_path(features_dir, row.subject, row.video).is_file():
+            missing.append((str(row.subject), str(row.video)))
+            continue
+        ref = scan_video(features_dir, row.subject, row.video, k=cfg.features.k,
+                         frame_skip=cfg.dataset.frame_skip, first_frame=int(row.first_frame))
+        refs[ref.key] = ref
+    return refs, missing
+
+
+def _events_by_video(ev: pd.DataFrame, refs: dict[tuple[str, str], VideoRef]
+                     ) -> dict[tuple[str, str], pd.DataFrame]:
+    out = {}
+    for (subj, vid), grp in ev.groupby(["subject", "video"], sort=False):
+        ref = refs.get((str(subj), str(vid)))
+        if ref is None:
+            log.warning("labels name video %s of subject %s, which is not in the manifest; "
+                        "its %d events are ignored", vid, subj, len(grp))
+            continue
+        out[ref.key] = events_to_index(grp, ref.first_frame, ref.frame_skip)
+    return out
+
+
+def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
+              labels: pd.DataFrame | str | os.PathLike[str],
+              features_dir: str | os.PathLike[str]) -> FoldPlan:
+    """Choose a fold's training windows and estimate its priors, without reading any values.
+
+    The held-out subject's labels are never read unless ``priors.scope`` is ``global`` (the
+    reference's leaky behaviour, for comparison only); they cannot influence the selection,
+    the class weights or, with the default scope, k_p.
+    """
+    manifest = as_table(manifest, "manifest")
+    labels = as_table(labels, "labels")
+    fold = str(fold)
+    manifest = manifest.assign(subject=manifest["subject"].astype(str),
+                               video=manifest["video"].astype(str))
+    if fold not in set(manifest["subject"]):
+        raise DataError(f"fold subject {fold!r} has no video in the manifest")
+    refs, missing = _video_refs(manifest, Path(features_dir), cfg)
+    ev_all = micro_events(labels.assign(subject=labels["subject"].astype(str),
+                                        video=labels["video"].astype(str)))
+    ev_train = ev_all[ev_all["subject"] != fold]
+    events = _events_by_video(ev_train, refs)
+    if cfg.train.shuffle_labels:
+        flat = pd.concat(list(events.values()), ignore_index=True) if events else None
+        if flat is not None and len(flat):
+            n_frames = {key: ref.n_frames for key, ref in refs.items()}
+            flat = shuffle_events(flat, n_frames, cfg.train.seed)
+            events = {(str(s), str(v)): g.reset_index(drop=True)
+                      for (s, v), g in flat.groupby(["subject", "video"], sort=False)}
+
+    train_videos = [r for key, r in refs.items() if key[0] != fold]
+    if cfg.train.train_videos == "with_me":
+        train_videos = [r for r in train_videos if r.key in events and len(events[r.key])]
+    needed = {key for key in missing if key[0] == fold or cfg.train.train_videos == "all"
+              or key in set(map(tuple, ev_train[["subject", "video"]].to_numpy().tolist()))}
+    if needed:
+        subj, vid = sorted(needed)[0]
+        raise DataError(f"fold {fold}: feature file missing for {len(needed)} video(s), e.g. "
+                        f"{feature_path(features_dir, subj, vid)}; run the features step first")
+    train_videos.sort(key=lambda r: (subject_sort_key(r.subject), r.video))
+    if not train_videos:
+        raise DataError(f"fold {fold}: no training video with a micro-expression")
+    test_videos = sorted((r for key, r in refs.items() if key[0] == fold), key=lambda r: r.video)
+    train_subjects = sorted({r.subject for r in train_videos}, key=subject_sort_key)
+
+    selection = select_training_windows(train_videos, events, cfg.train.ratio, cfg.train.seed,
+                                        n_classes=cfg.model.n_classes)
+    if cfg.priors.scope == "global":
+        prior_events = _events_by_video(ev_all, refs)
+    else:
+        prior_events = events if not cfg.train.shuffle_labels else _events_by_video(ev_train, refs)
+    durations = np.concatenate(
+        [(e["offset_index"] - e["onset_index"]).to_numpy(np.int64) for e in prior_events.values()]
+    ) if prior_events else np.zeros(0, np.int64)
+    prior_subjects = sorted({k[0] for k in prior_events}, key=subject_sort_key)
+    priors = estimate_priors(durations, selection.class_counts, cfg.priors,
+                             synergy_strategy=cfg.decode.synergy_strategy,
+                             subjects=prior_subjects, frame_skip=cfg.dataset.frame_skip)
+
+    label_cols = ["subject", "video", "onset", "apex", "offset", "emotion"]
+    used_labels = ev_all if cfg.priors.scope == "global" else ev_train
+    used = {r.key for r in train_videos} | {r.key for r in test_videos}
+    fingerprint = stable_hash({
+        "features": [[r.subject, r.video, r.n_windows, r.meta] for key, r in sorted(refs.items())
+                     if key in used],
+        "labels": used_labels[label_cols].astype(str).to_numpy().tolist(),
+    }, length=16)
+    return FoldPlan(fold=fold, train_subjects=train_subjects, train_videos=train_videos,
+                    test_videos=test_videos, events=events, selection=selection, priors=priors,
+                    input_fingerprint=fingerprint)
+
+
+@dataclass
+class TrainingWindows:
+    """Training inputs ``x`` (n, 36, k) float32, spot targets (n, k) float32 and class targets
+    (n, k) int64."""
+
+    x: np.ndarray
+    spot: np.ndarray
+    cls: np.ndarray
+
+
+def load_training_windows(plan: FoldPlan) -> TrainingWindows:
+    """Read the selected windows of every training video (one file at a time)."""
+    xs, ys, cs = [], [], []
+    for ref, sel in zip(plan.selection.videos, plan.selection.windows):
+        if not len(sel):
+            continue
+        feats = read_video_features(ref.path)
+        spot_w, cls_w = video_targets(ref, plan.events.get(ref.key, _no_events()))
+        xs.append(feats.values[sel])
+        ys.append(spot_w[sel])
+        cs.append(cls_w[sel])
+    if not xs:
+        raise DataError(f"fold {plan.fold}: no training window selected")
+    return TrainingWindows(x=np.concatenate(xs).astype(np.float32),
+                           spot=np.concatenate(ys).astype(np.float32),
+                           cls=np.concatenate(cs).astype(np.int64))
+
+
+def _no_events() -> pd.DataFrame:
+    return pd.DataFrame({"onset_index": [], "offset_index": [], "class_id": []})
+
+
+# -- torch ------------------------------------------------------------------------------
+
+
+def resolve_device(setting: str):  # noqa: ANN201 - torch.device
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a DataError."""
+    import torch
+
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise DataError("train.device is 'cuda' but no CUDA device is available; use auto or cpu")
+    return torch.device(setting)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: Any,
+        progress: bool = True, label: str = "") -> list[dict[str, float]]:
+    """Train ``model`` in place on ``data``; returns one record per epoch (mean loss, MSE, CE,
+    last learning rate).
+
+    Loss = mse_weight x MSE(spot, target) + ce_weight x weighted CE(logits, class), both means
+    over all frames of the batch. Adam with a OneCycle schedule over ``epochs`` x batches. Each
+    batch's inputs are multiplied per window by a factor drawn in ``scale_aug``. Shuffling and
+    augmentation use one generator seeded with ``train.seed``.
+    """
+    import torch
+
+    tc = cfg.train
+    gen = torch.Generator().manual_seed(tc.seed)
+    x = torch.from_numpy(data.x)
+    y = torch.from_numpy(data.spot)
+    c = torch.from_numpy(data.cls)
+    n = x.shape[0]
+    steps = math.ceil(n / tc.batch_size)
+    weights = torch.tensor(priors.class_weights, dtype=torch.float32, device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, epochs=tc.epochs,
+                                                steps_per_epoch=steps)
+    lo, hi = tc.scale_aug
+    history: list[dict[str, float]] = []
+    bar = _progress(progress)
+    with bar:
+        task = bar.add_task(f"fold {label} training", total=tc.epochs) if bar else None
+        for epoch in range(tc.epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            scale = lo + (hi - lo) * torch.rand(n, generator=gen)
+            tot = tot_mse = tot_ce = 0.0
+            for b in range(steps):
+                idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
+                xb = (x[idx] * scale[idx, None, None]).to(device)
+                yb, cb = y[idx].to(device), c[idx].to(device)
+                opt.zero_grad(set_to_none=True)
+                spot, logits = model(xb)
+                mse = torch.mean((spot.reshape(-1) - yb.reshape(-1)) ** 2)
+                logp = torch.log_softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
+                cflat = cb.reshape(-1)
+                ce = -(weights[cflat] * logp.gather(1, cflat[:, None])[:, 0]).mean()
+                loss = tc.mse_weight * mse + tc.ce_weight * ce
+                loss.backward()
+                opt.step()
+                sched.step()
+                m = len(idx)
+                tot += loss.item() * m
+                tot_mse += mse.item() * m
+                tot_ce += ce.item() * m
+            rec = {"epoch": epoch + 1, "loss": tot / n, "mse": tot_mse / n, "ce": tot_ce / n,
+                   "lr": float(sched.get_last_lr()[0])}
+            history.append(rec)
+            log.info("fold %s epoch %d/%d loss %.5f (mse %.5f, ce %.5f)", label, epoch + 1,
+                     tc.epochs, rec["loss"], rec["mse"], rec["ce"])
+            if bar:
+                bar.update(task, advance=1, description=f"fold {label} loss {rec['loss']:.4f}")
+    return history
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _progress(enabled: bool):  # noqa: ANN202
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    transient=True)
+
+
+def predict_video(model: Any, feats: VideoFeatures, device: Any,
+                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame outputs of one video: ``(spot, logits)``, shapes (n_cov,) and (n_cov, C), for
+    the indices covered by its windows ((n_windows + 1) * k/2, after skipping), stitched per
+    video (:func:`vrme.decode.stitch_windows`). The model is put in eval mode."""
+    import torch
+
+    model.eval()
+    spots, logits = [], []
+    with torch.no_grad():
+        for b in range(0, len(feats.values), batch_size):
+            xb = torch.tensor(feats.values[b:b + batch_size], dtype=torch.float32, device=device)
+            s, z = model(xb)
+            spots.append(s.float().cpu().numpy())
+            logits.append(z.float().cpu().numpy())
+    if not spots:
+        return np.zeros(0, np.float32), np.zeros((0, len(CLASS_NAMES)), np.float32)
+    return (stitch_windows(np.concatenate(spots)).astype(np.float32),
+            stitch_windows(np.concatenate(logits)).astype(np.float32))
+
+
+# -- a whole fold ---------------------------------------------------------------------------
+
+
+def fold_config_hash(cfg: Config) -> str:
+    """Hash of every setting that changes a fold's outputs (model, train, priors, decode,
+    window length, frame skip)."""
+    payload = {s: getattr(cfg, s).model_dump(mode="json")
+               for s in ("model", "train", "priors", "decode")}
+    payload["train"].pop("threads", None)
+    payload["train"].pop("device", None)
+    payload["k"] = cfg.features.k
+    payload["frame_skip"] = cfg.dataset.frame_skip
+    return stable_hash(payload, length=16)
+
+
+@dataclass
+class FoldResult:
+    """A finished fold: its folder, intervals (original frame numbers), priors and records."""
+
+    fold: str
+    fold_dir: Path
+    intervals: pd.DataFrame
+    priors: Priors
+    history: list[dict[str, float]]
+    timings: dict[str, float]
+    config_hash: str
+    input_fingerprint: str
+    n_train_windows: int
+    reused: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def scores_table(subject: str, video: str, spot: np.ndarray, logits: np.ndarray,
+                 first_frame: int, frame_skip: int) -> pd.DataFrame:
+    """One video's per-frame outputs as rows of ``scores.parquet`` (columns SCORE_COLUMNS)."""
+    n = len(spot)
+    idx = np.arange(n, dtype=np.int32)
+    df = pd.DataFrame({
+        "subject": [str(subject)] * n, "video": [str(video)] * n, "index": idx,
+        "frame": first_frame + idx.astype(np.int64) * frame_skip,
+        "spot": spot.astype(np.float32),
+    })
+    for j, col in enumerate(LOGIT_COLUMNS):
+        df[col] = logits[:, j].astype(np.float32)
+    return df
+
+
+def decode_scores_table(scores: pd.DataFrame, k_p: int, cfg: DecodeConfig) -> pd.DataFrame:
+    """Decode every video of a ``scores.parquet`` table (videos in table order).
+
+    Index positions map back to original numbers through the table's ``frame`` column.
+    Returns intervals with ``OUTPUT_COLUMNS``.
+    """
+    parts = []
+    for (subj, vid), grp in scores.groupby(["subject", "video"], sort=False):
+        grp = grp.sort_values("index")
+        iv = decode_scores(grp["spot"].to_numpy(np.float64), grp[LOGIT_COLUMNS].to_numpy(),
+                           k_p, cfg)
+        frames = grp["frame"].to_numpy(np.int64)
+        parts.append(pd.DataFrame({
+            "subject": str(subj), "video": str(vid),
+            "onset": frames[iv["onset_index"].to_numpy(np.int64)],
+            "apex": frames[iv["apex_index"].to_numpy(np.int64)],
+            "offset": frames[iv["offset_index"].to_numpy(np.int64)],
+            "emotion": iv["emotion"].astype(object).to_numpy(),
+            "score": iv["score"].to_numpy(np.float64),
+        }, columns=OUTPUT_COLUMNS))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_intervals()
+    return pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS]
+
+
+def intervals_csv(df: pd.DataFrame) -> str:
+    """``intervals.csv`` text (columns OUTPUT_COLUMNS)."""
+    return df[OUTPUT_COLUMNS].to_csv(index=False)
+
+
+def read_intervals(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read an ``intervals.csv`` (subject and video as strings)."""
+    df = pd.read_csv(path, dtype={"subject": str, "video": str, "emotion": str})
+    if df.empty:
+        return empty_intervals()
+    return df[OUTPUT_COLUMNS]
+
+
+def read_fold_marker(fold_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The fold's ``fold.json`` as a dict, or None when missing or unreadable."""
+    import json
+
+    p = Path(fold_dir) / "fold.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def fold_is_complete(fold_dir: str | os.PathLike[str], config_hash: str | None = None,
+                     input_fingerprint: str | None = None) -> bool:
+    """True when ``fold_dir`` holds a finished fold (its ``fold.json`` and every output file),
+    made with the given config hash and input fingerprint when those are given."""
+    marker = read_fold_marker(fold_dir)
+    if not marker or marker.get("status") != "complete":
+        return False
+    if config_hash is not None and marker.get("config_hash") != config_hash:
+        return False
+    if input_fingerprint is not None and marker.get("input_fingerprint") != input_fingerprint:
+        return False
+    return all((Path(fold_dir) / f).is_file()
+               for f in ("model.pt", "priors.json", "scores.parquet", "intervals.csv"))
+
+
+def load_fold_result(fold_dir: str | os.PathLike[str]) -> FoldResult:
+    """Read a finished fold back from its folder."""
+    fold_dir = Path(fold_dir)
+    marker = read_fold_marker(fold_dir)
+    if not marker:
+        raise DataError(f"{fold_dir}: no fold.json (the fold did not finish)")
+    return FoldResult(
+        fold=str(marker["fold"]), fold_dir=fold_dir,
+        intervals=read_intervals(fold_dir / "intervals.csv"),
+        priors=Priors.load(fold_dir / "priors.json"), history=marker.get("history", []),
+        timings=marker.get("timings", {}), config_hash=marker["config_hash"],
+        input_fingerprint=marker["input_fingerprint"],
+        n_train_windows=int(marker.get("n_train_windows", 0)), reused=True, info=marker,
+    )
+
+
+def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
+               labels: pd.DataFrame | str | os.PathLike[str],
+               features_dir: str | os.PathLike[str], fold_dir: str | os.PathLike[str],
+               progress: bool = True, model_factory: ModelFactory | None = None) -> FoldResult:
+    """Train on every subject but ``fold``, predict ``fold``'s videos, decode, and write the
+    fold folder (see the module docstring). ``fold.json`` is removed first and written last.
+
+    ``model_factory(cfg.model, k)`` builds the network; default :func:`vrme.model.build_model`.
+    Same config, seed and inputs on the CPU give identical outputs.
+    """
+    import torch
+
+    if model_factory is None:
+        from vrme.model import build_model as model_factory
+    fold = str(fold)
+    fold_dir = Path(fold_dir)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    (fold_dir / "fold.json").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    plan = plan_fold(cfg, fold, manifest, labels, features_dir)
+    priors = plan.priors
+    priors.save(fold_dir / "priors.json")
+    data = load_training_windows(plan)
+    timings["load_s"] = time.perf_counter() - t0
+    log.info("fold %s: %d training windows (%d with ME, %d ME-free of %d) from %d videos; "
+             "k_p=%d; class weights %s", fold, len(data.x), plan.selection.n_me,
+             plan.selection.n_free, plan.selection.n_free_available, len(plan.train_videos),
+             priors.k_p, [round(w, 3) for w in priors.class_weights])
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    model = model_factory(cfg.model, cfg.features.k).to(device)
+    t1 = time.perf_counter()
+    history = fit(model, data, priors, cfg, device, progress=progress, label=fold)
+    timings["train_s"] = time.perf_counter() - t1
+    del data
+    config_hash = fold_config_hash(cfg)
+    with atomic_path(fold_dir / "model.pt") as tmp:
+        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
+                    "priors": priors.to_dict(), "fold": fold, "config_hash": config_hash}, tmp)
+
+    t2 = time.perf_counter()
+    scores_parts, interval_parts = [], []
+    for ref in plan.test_videos:
+        feats = read_video_features(ref.path)
+        spot, logits = predict_video(model, feats, device, cfg.train.predict_batch_size)
+        if len(spot) == 0:
+            log.warning("fold %s: video %s has no window (too short for k=%d); no prediction",
+                        fold, ref.video, cfg.features.k)
+            continue
+        table = scores_table(ref.subject, ref.video, spot, logits, ref.first_frame,
+                             ref.frame_skip)
+        scores_parts.append(table)
+        interval_parts.append(decode_scores_table(table, priors.k_p, cfg.decode))
+    scores = (pd.concat(scores_parts, ignore_index=True) if scores_parts
+              else SCORES_SCHEMA.empty_table().to_pandas())
+    intervals = pd.concat([p for p in interval_parts if len(p)] or [empty_intervals()],
+                          ignore_index=True)[OUTPUT_COLUMNS]
+    timings["predict_s"] = time.perf_counter() - t2
+    write_parquet_atomic(fold_dir / "scores.parquet",
+                         pa.Table.from_pandas(scores[SCORE_COLUMNS], schema=SCORES_SCHEMA,
+                                              preserve_index=False),
+                         {"vrme": {"fold": fold, "k_p": priors.k_p, "config_hash": config_hash,
+                                   "frame_skip": cfg.dataset.frame_skip}})
+    write_text_atomic(fold_dir / "intervals.csv", intervals_csv(intervals))
+    timings["total_s"] = time.perf_counter() - t0
+    marker = {
+        "status": "complete", "version": FOLD_VERSION, "fold": fold,
+        "config_hash": config_hash, "input_fingerprint": plan.input_fingerprint,
+        "train_subjects": plan.train_subjects, "test_videos": [r.video for r in plan.test_videos],
+        "n_train_windows": int(plan.selection.n_me + plan.selection.n_free),
+        "n_me_windows": plan.selection.n_me, "n_free_windows": plan.selection.n_free,
+        "k_p": priors.k_p, "n_intervals": len(intervals), "device": str(device),
+        "torch": torch.__version__, "timings": timings, "history": history,
+    }
+    write_json_atomic(fold_dir / "fold.json", marker)
+    log.info("fold %s done in %.1f s: %d intervals", fold, timings["total_s"], len(intervals))
+    return FoldResult(fold=fold, fold_dir=fold_dir, intervals=intervals, priors=priors,
+                      history=history, timings=timings, config_hash=config_hash,
+                      input_fingerprint=plan.input_fingerprint,
+                      n_train_windows=marker["n_train_windows"], info=marker)
+
+
+def load_fold_model(fold_dir: str | os.PathLike[str], device: str = "cpu",
+                    model_factory: ModelFactory | None = None) -> tuple[Any, Priors, int]:
+    """Rebuild a fold's trained network from its ``model.pt``: ``(model, priors, k)``."""
+    import torch
+
+    if model_factory is None:
+        from vrme.model import build_model as model_factory
+    blob = torch.load(Path(fold_dir) / "model.pt", map_location=device, weights_only=True)
+    model = model_factory(ModelConfig.model_validate(blob["model_config"]), int(blob["k"]))
+    model.load_state_dict(blob["state_dict"])
+    model.to(device).eval()
+    return model, Priors.from_dict(blob["priors"]), int(blob["k"])
+
+
+def read_scores(fold_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A fold's ``scores.parquet`` and its metadata."""
+    import pyarrow.parquet as pq
+
+    path = Path(fold_dir) / "scores.parquet"
+    df = pq.read_table(path).to_pandas()
+    return df, read_parquet_metadata(path).get("vrme", {})
