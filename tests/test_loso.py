@@ -106,6 +106,9 @@ def test_redecode_reproduces_and_ablates(real_run):
     fixed = redecode_run(run_dir, DecodeConfig(interval_strategy=0))
     assert len(fixed) >= 1
     assert not same[["onset", "offset"]].equals(fixed[["onset", "offset"]])
+    wide = redecode_run(run_dir, DecodeConfig(interval_strategy=0), k_p=20)
+    assert ((wide["offset"] - wide["onset"]) <= 40).all()
+    assert ((wide["offset"] - wide["onset"]) == 40).any()
     spotting = redecode_run(run_dir, DecodeConfig(synergy_strategy=2))
     assert set(spotting["emotion"]) <= {"negative", "positive", "surprise", "others"}
 

@@ -98,10 +98,11 @@ def pool_fold_intervals(run_dir: str | os.PathLike[str],
 
 
 def redecode_run(run_dir: str | os.PathLike[str], decode: DecodeConfig,
-                 folds: list[str] | None = None) -> pd.DataFrame:
+                 folds: list[str] | None = None, k_p: int | None = None) -> pd.DataFrame:
     """Decode every finished fold's stored ``scores.parquet`` again with another decode config
-    (each fold's own k_p); no training. Used for decode-only ablations (interval strategy,
-    synergy strategies 1 and 2, p). Returns pooled intervals."""
+    (each fold's own k_p, or ``k_p`` for all when given); no training. Used for decode-only
+    ablations (interval strategy, synergy strategies 1 and 2, p, a global k_p: training does
+    not depend on k_p). Returns pooled intervals."""
     root = Path(run_dir) / "folds"
     if folds is None:
         names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
@@ -109,7 +110,7 @@ def redecode_run(run_dir: str | os.PathLike[str], decode: DecodeConfig,
     parts = []
     for f in folds:
         scores, meta = read_scores(root / str(f))
-        parts.append(decode_scores_table(scores, int(meta["k_p"]), decode))
+        parts.append(decode_scores_table(scores, int(k_p or meta["k_p"]), decode))
     parts = [p for p in parts if len(p)]
     return (pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else empty_intervals())
 

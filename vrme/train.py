@@ -130,8 +130,8 @@ def _events_by_video(ev: pd.DataFrame, refs: dict[tuple[str, str], VideoRef]
     for (subj, vid), grp in ev.groupby(["subject", "video"], sort=False):
         ref = refs.get((str(subj), str(vid)))
         if ref is None:
-            log.warning("labels name video %s of subject %s, which is not in the manifest; "
-                        "its %d events are ignored", vid, subj, len(grp))
+            log.warning("labels name video %s of subject %s, which is not in the manifest or "
+                        "has no feature file; its %d events are ignored", vid, subj, len(grp))
             continue
         out[ref.key] = events_to_index(grp, ref.first_frame, ref.frame_skip)
     return out
@@ -142,9 +142,9 @@ def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike
               features_dir: str | os.PathLike[str]) -> FoldPlan:
     """Choose a fold's training windows and estimate its priors, without reading any values.
 
-    The held-out subject's labels are never read unless ``priors.scope`` is ``global`` (the
-    reference's leaky behaviour, for comparison only); they cannot influence the selection,
-    the class weights or, with the default scope, k_p.
+    The held-out subject's labels are validated but never used unless ``priors.scope`` is
+    ``global`` (the reference's leaky behaviour, for comparison only): they cannot influence the
+    selection, the class weights, the input fingerprint or, with the default scope, k_p.
     """
     manifest = as_table(manifest, "manifest")
     labels = as_table(labels, "labels")
