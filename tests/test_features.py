@@ -215,3 +215,25 @@ def test_parallel_chunks_match_one_process(me_video, tmp_path):
     assert np.array_equal(read_video_features(st.path).values, serial)
     vl = read_landmarks(landmarks_path(cfg2, "s1", "v1"))
     assert vl.n_windows == serial.shape[0]
+
+
+def test_video_file_source(tmp_path):
+    import cv2
+
+    root, out = tmp_path / "data", tmp_path / "work"
+    frames, _ = facegen.render(40, me=(20, 30), amplitude=2.5)
+    path = root / "s1" / "clip.avi"
+    path.parent.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0,
+                             (facegen.WIDTH, facegen.HEIGHT), isColor=False)
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    row = facegen.manifest_row("s1", "clip", "s1/clip.avi", 0, 40)
+    row.update(source="video", name_suffix="", frame_numbering="video")
+    cfg = make_cfg(root, out, k=K)
+    (st,) = run_features(cfg, [row], workers=2, progress=False)
+    assert st.status == "computed" and st.n_windows == 3 and st.frames_read == 40
+    v = read_video_features(st.path).values
+    # Window 1 (frames 10..29) sees the eyebrow raise.
+    assert v[1, [y_row("brow_left"), y_row("brow_right")]].min() < -2.0

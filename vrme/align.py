@@ -59,6 +59,7 @@ from vrme.videojobs import (
     frames_fingerprint,
     index_count,
     library_versions,
+    peak_rss_mb,
     resolve_workers,
     run_jobs,
     window_count,
@@ -378,11 +379,13 @@ class AlignChunk:
     bad_frames: list[int]
     frames_read: int
     timings: dict[str, float]
+    peak_rss_mb: float = 0.0
 
 
 def align_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str],
                 w0: int, w1: int) -> AlignChunk:
     """Detect the face on the first frame of windows w0..w1-1 of one video (worker function)."""
+    t_all = time.thread_time()
     detector, predictor = load_models(str(predictor_file(cfg.align)))
     half = cfg.features.k // 2
     reader = IndexReader(row, root, cfg.dataset.frame_skip, cfg.features.bad_frame)
@@ -391,14 +394,16 @@ def align_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str
     try:
         for w in range(w0, w1):
             img = reader.read(w * half)
-            t = time.perf_counter()
+            t = time.thread_time()
             found.append(align_frame(img, detector, predictor, cfg.align.crop_size,
                                      cfg.align.detector_upsample))
-            detect_s += time.perf_counter() - t
+            detect_s += time.thread_time() - t
     finally:
         reader.close()
-    return AlignChunk(w0, found, sorted(reader.bad), reader.reads,
-                      {"decode": reader.decode_s, "detect": detect_s})
+    total = time.thread_time() - t_all
+    timings = {"decode": reader.decode_s, "detect": detect_s,
+               "rest": max(0.0, total - reader.decode_s - detect_s)}
+    return AlignChunk(w0, found, sorted(reader.bad), reader.reads, timings, peak_rss_mb())
 
 
 def _finish_align(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dict[str, Any],
@@ -427,7 +432,8 @@ def _finish_align(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dic
     return VideoStatus(stage="align", subject=subject, video=video, status="computed",
                        path=str(out_path), n_indices=n_indices, n_windows=vl.n_windows,
                        frames_read=sum(c.frames_read for c in chunks), counts=counts,
-                       bad_frames=bad, seconds=time.perf_counter() - t0, timings=timings)
+                       bad_frames=bad, seconds=time.perf_counter() - t0, timings=timings,
+                       peak_rss_mb=max(c.peak_rss_mb for c in chunks))
 
 
 def plan_align(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str],
@@ -472,7 +478,11 @@ def plan_align(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str]
         "first_frame": int(row["first_frame"]),
         "frame_skip": int(cfg.dataset.frame_skip),
     }
-    for w0, w1 in chunk_windows(n_windows, workers, max_chunk=64, min_chunk=4):
+    # A video file is decoded sequentially: one chunk, or every chunk would decode from the
+    # start.
+    ranges = (chunk_windows(n_windows, workers, max_chunk=64, min_chunk=4)
+              if row.get("source", "frames") == "frames" else [(0, n_windows)])
+    for w0, w1 in ranges:
         job.chunks.append((cfg, dict(row), str(root), w0, w1))
         job.frames.append(w1 - w0)
     job.finish = functools.partial(_finish_align, cfg, dict(row), out_path, meta, n_indices, t0)

@@ -47,7 +47,14 @@ from vrme.align import (
 from vrme.config import Config, FeatureConfig, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
 from vrme.io import read_parquet_metadata
-from vrme.rois import N_ROWS, ROI_NAMES, RoiLayout, roi_layout, top_fraction_mean
+from vrme.rois import (
+    N_ROWS,
+    ROI_NAMES,
+    ROIS_OF_REGION,
+    RoiLayout,
+    roi_layout,
+    top_fraction_mean,
+)
 from vrme.schema import VideoFeatures, write_video_features
 from vrme.videojobs import (
     IndexReader,
@@ -57,6 +64,7 @@ from vrme.videojobs import (
     frames_fingerprint,
     index_count,
     library_versions,
+    peak_rss_mb,
     resolve_workers,
     run_jobs,
     window_count,
@@ -143,7 +151,7 @@ class _Window:
     """A window being computed: its crop box (shifted by re-alignment), ROI layout, the first
     frame's regions and the output matrix."""
 
-    __slots__ = ("start", "box", "layout", "prev", "out", "active")
+    __slots__ = ("start", "box", "layout", "prev", "out", "active", "means")
 
     def __init__(self, start: int, k: int, box: np.ndarray | None, layout: RoiLayout | None):
         self.start = start
@@ -151,6 +159,7 @@ class _Window:
         self.layout = layout
         self.prev: list[np.ndarray] = []
         self.out = np.zeros((N_ROWS, k), dtype=np.float32)
+        self.means = np.zeros((N_ROWS // 2, 2), dtype=np.float64)
         self.active = box is not None
 
 
@@ -166,9 +175,9 @@ class _Flow:
         self.calls = 0
 
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        t = time.perf_counter()
+        t = time.thread_time()
         f = self._cv2.calcOpticalFlowFarneback(prev, cur, None, *self.params, 0)
-        self.seconds += time.perf_counter() - t
+        self.seconds += time.thread_time() - t
         self.calls += 1
         return f
 
@@ -176,20 +185,35 @@ class _Flow:
 def _start_window(win: _Window, img: np.ndarray, size: int) -> None:
     import cv2
 
+    assert win.box is not None and win.layout is not None
     t, b, left, r = win.box
     crop = cv2.resize(img[t:b, left:r], (size, size))
     win.prev = [np.ascontiguousarray(crop[rs, cs]) for rs, cs in win.layout.regions]
 
 
-def _global_motion(flow_fn: _Flow, prev: np.ndarray, cur: np.ndarray,
-                   layout: RoiLayout) -> tuple[float, float]:
+def _region_means(win: _Window, region: int, crop: np.ndarray,
+                  flow_fn: _Flow) -> tuple[float, float]:
+    """Flow of one region of ``crop`` against the window's first frame; the top-fraction
+    means of the region's ROIs go into ``win.means``. Returns the global box's mean for
+    region 0, else (0, 0)."""
     import cv2
 
-    g = layout.global_box
-    f = flow_fn(prev, cur)[g.rows, g.cols]
-    mag = cv2.magnitude(np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1])) \
-        if f.size else np.zeros(f.shape[:2], np.float32)
-    return top_fraction_mean(f, mag, g.top_fraction)
+    layout = win.layout
+    assert layout is not None
+    prev = win.prev[region]
+    if prev.shape[0] == 0 or prev.shape[1] == 0:
+        return 0.0, 0.0  # an empty region: its ROIs keep mean 0, like the reference's lids
+    rs, cs = layout.regions[region]
+    f = flow_fn(prev, crop[rs, cs])
+    mag = cv2.magnitude(f[..., 0], f[..., 1])
+    if region == 0:
+        g = layout.global_box
+        return top_fraction_mean(f[g.rows, g.cols], mag[g.rows, g.cols], g.top_fraction)
+    means = win.means
+    for n in ROIS_OF_REGION[region]:
+        b = layout.boxes[n]
+        means[n] = top_fraction_mean(f[b.rows, b.cols], mag[b.rows, b.cols], b.top_fraction)
+    return 0.0, 0.0
 
 
 def _step(win: _Window, img: np.ndarray, col: int, p: FlowParams, flow_fn: _Flow) -> int:
@@ -197,43 +221,31 @@ def _step(win: _Window, img: np.ndarray, col: int, p: FlowParams, flow_fn: _Flow
     import cv2
 
     size = p.crop_size
-    layout = win.layout
-    assert layout is not None and win.box is not None
+    assert win.layout is not None and win.box is not None
     t, b, left, r = win.box
     crop = cv2.resize(img[t:b, left:r], (size, size))
-    rs0, cs0 = layout.regions[0]
-    gx, gy = _global_motion(flow_fn, win.prev[0], crop[rs0, cs0], layout)
+    gx, gy = _region_means(win, 0, crop, flow_fn)
     shifts = 0
     if p.realign:
         while gx * gx + gy * gy > p.threshold:
             if shifts >= p.max_iter:
                 break
             shifts += 1
+            # The shift is measured on the crop but applied in frame pixels, as the
+            # reference does.
             dx, dy = int(round(gx)), int(round(gy))
             left, t = max(0, left + dx), max(0, t + dy)
             r, b = r + dx, b + dy
             crop = cv2.resize(img[t:b, left:r], (size, size))
-            gx, gy = _global_motion(flow_fn, win.prev[0], crop[rs0, cs0], layout)
+            gx, gy = _region_means(win, 0, crop, flow_fn)
         win.box = [t, b, left, r]
-    flows: list[tuple[np.ndarray, np.ndarray] | None] = [None]
-    for i in range(1, len(layout.regions)):
-        prev = win.prev[i]
-        if prev.shape[0] == 0 or prev.shape[1] == 0:
-            flows.append(None)
-            continue
-        rs, cs = layout.regions[i]
-        f = flow_fn(prev, crop[rs, cs])
-        flows.append((f, cv2.magnitude(f[..., 0], f[..., 1])))
-    out = win.out
-    for n, box in enumerate(layout.boxes):
-        fm = flows[box.region]
-        if fm is None:
-            mx = my = 0.0
-        else:
-            mx, my = top_fraction_mean(fm[0][box.rows, box.cols], fm[1][box.rows, box.cols],
-                                       box.top_fraction)
-        out[2 * n, col] = mx - gx
-        out[2 * n + 1, col] = my - gy
+    means = win.means
+    means.fill(0.0)
+    for region in range(1, len(win.prev)):
+        _region_means(win, region, crop, flow_fn)
+    means[:, 0] -= gx
+    means[:, 1] -= gy
+    win.out[:, col] = means.reshape(-1)
     return shifts
 
 
@@ -274,13 +286,14 @@ class FeatureChunk:
     farneback_calls: int
     realign_shifts: int
     timings: dict[str, float]
+    peak_rss_mb: float = 0.0
 
 
 def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str], w0: int,
                   plans: list[WindowPlan]) -> FeatureChunk:
     """Compute windows w0 .. w0+len(plans)-1 of one video, streaming its frames (worker
     function)."""
-    t_all = time.perf_counter()
+    t_all = time.thread_time()
     p = FlowParams.from_config(cfg)
     k = cfg.features.k
     half = k // 2
@@ -309,11 +322,11 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
                 values[w - w0] = win.out
     finally:
         reader.close()
-    total = time.perf_counter() - t_all
+    total = time.thread_time() - t_all
     timings = {"decode": reader.decode_s, "flow": flow_fn.seconds,
                "rest": max(0.0, total - reader.decode_s - flow_fn.seconds)}
     return FeatureChunk(w0, values, sorted(reader.bad), reader.reads, flow_fn.calls, shifts,
-                        timings)
+                        timings, peak_rss_mb())
 
 
 # -- videos --------------------------------------------------------------------------------------
@@ -363,7 +376,8 @@ def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: 
     return VideoStatus(stage="features", subject=subject, video=video, status="computed",
                        path=str(out_path), n_indices=n_indices, n_windows=len(values),
                        frames_read=sum(c.frames_read for c in chunks), counts=counts,
-                       bad_frames=bad, seconds=time.perf_counter() - t0, timings=timings)
+                       bad_frames=bad, seconds=time.perf_counter() - t0, timings=timings,
+                       peak_rss_mb=max(c.peak_rss_mb for c in chunks))
 
 
 def cached_features_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
@@ -429,7 +443,11 @@ def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
         "roi_names": list(ROI_NAMES),
         "rows": "ROI r: row 2r = x, row 2r+1 = y (px on the crop), minus global motion",
     }
-    for w0, w1 in chunk_windows(n_windows, workers):
+    # A video file is decoded sequentially: one chunk, or every chunk would decode from the
+    # start.
+    ranges = (chunk_windows(n_windows, workers) if row.get("source", "frames") == "frames"
+              else [(0, n_windows)])
+    for w0, w1 in ranges:
         job.chunks.append((cfg, dict(row), str(root), w0, plans[w0:w1]))
         job.frames.append((w1 - w0 + 1) * (cfg.features.k // 2))
     job.finish = functools.partial(_finish_features, cfg, dict(row), out_path, meta, vl, flags,

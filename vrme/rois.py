@@ -54,9 +54,18 @@ REGION_NAMES: tuple[str, ...] = (
 )
 """The flow regions; region 0 is the global-motion reference."""
 
+ROI_REGION: tuple[int, ...] = (1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4, 4, 5, 6)
+"""Region index of each output ROI."""
+
+ROIS_OF_REGION: tuple[tuple[int, ...], ...] = tuple(
+    tuple(n for n, r in enumerate(ROI_REGION) if r == region) for region in range(len(REGION_NAMES))
+)
+"""Output ROIs computed from each region's flow (none for the nose ridge)."""
+
 N_ROIS = len(ROI_NAMES)
 N_ROWS = 2 * N_ROIS
 
+_sum = np.add.reduce
 _MARGIN = 10  # inner margin dropped from whole-region flows (px)
 _HALF_BOX = 10  # half side of the small landmark boxes (px)
 
@@ -176,6 +185,7 @@ def roi_layout(
                         slice(max(0, x0), x1)))
         boxes.append(RoiBox(region, slice(5, -5), slice(5, -5), roi_fraction))
 
+    assert tuple(b.region for b in boxes) == ROI_REGION
     return RoiLayout(regions=tuple(regions), boxes=tuple(boxes), global_box=global_box)
 
 
@@ -190,11 +200,11 @@ def top_fraction_mean(flow: np.ndarray, mag: np.ndarray, fraction: float) -> tup
     if n == 0:
         return 0.0, 0.0
     skip = int(n * (1 - fraction))
-    m = mag.reshape(-1)
-    if skip == 0:
-        vec = flow.reshape(-1, 2)
-    else:
-        keep = np.argpartition(m, skip)[skip:]
-        vec = flow.reshape(-1, 2)[keep]
-    s = vec.sum(axis=0, dtype=np.float64)
-    return float(s[0]) / (n - skip), float(s[1]) / (n - skip)
+    keep = n - skip
+    x = flow[..., 0].ravel()
+    y = flow[..., 1].ravel()
+    if skip:
+        idx = mag.ravel().argpartition(skip)[skip:]
+        x, y = x[idx], y[idx]
+    return float(_sum(x, dtype=np.float64)) / keep, float(_sum(y, dtype=np.float64)) / keep
+

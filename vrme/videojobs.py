@@ -43,8 +43,9 @@ class VideoStatus:
 
     ``n_indices``: frames after skipping; ``frames_read``: frames decoded for this run (0 when
     cached); ``counts``: windows per alignment flag; ``bad_frames``: original numbers of
-    unreadable frames replaced by a neighbour; ``timings``: seconds spent per part (decode,
-    detect, flow, rest), summed over workers.
+    unreadable frames replaced by a neighbour; ``timings``: CPU seconds spent per part
+    (decode, detect, flow, rest), summed over workers; ``seconds``: wall time;
+    ``peak_rss_mb``: the largest peak resident memory of the processes that computed it.
     """
 
     stage: str
@@ -60,6 +61,7 @@ class VideoStatus:
     bad_frames: list[int] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
 
 
 # -- windows -----------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ class IndexReader:
         return self.source.frame_number(index * self.skip)
 
     def _try(self, index: int) -> np.ndarray | None:
-        t = time.perf_counter()
+        t = time.thread_time()
         try:
             img = self.source.read(index * self.skip)
         except FrameError:
@@ -127,7 +129,7 @@ class IndexReader:
                 raise
             return None
         finally:
-            self.decode_s += time.perf_counter() - t
+            self.decode_s += time.thread_time() - t
             self.reads += 1
         self._last = (index, img)
         return img
@@ -207,6 +209,13 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def resolve_workers(workers: int | None) -> int:
     """Worker processes: ``workers`` if given, else the CPU count."""
     return max(1, int(workers) if workers else (os.cpu_count() or 1))
@@ -252,7 +261,7 @@ def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any], workers: int,
     pending = {i: [None] * len(j.chunks) for i, j in enumerate(jobs) if j.status is None}
     remaining = {i: len(j.chunks) for i, j in enumerate(jobs) if j.status is None}
     total_frames = sum(sum(j.frames) for j in jobs if j.status is None)
-    bar = _Progress(progress, label, len(jobs), total_frames)
+    bar = _Progress(progress and total_frames > 0, label, len(jobs), total_frames)
     bar.videos_done(sum(r is not None for r in results))
 
     def skipped(i: int, exc: BaseException) -> VideoStatus:
@@ -276,7 +285,7 @@ def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any], workers: int,
         finished(i)
 
     try:
-        if workers <= 1:
+        if workers <= 1 or sum(remaining.values()) <= 1:  # a pool would only add start-up
             import cv2
 
             threads = cv2.getNumThreads()
