@@ -37,6 +37,7 @@ import functools
 import importlib.util
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,12 +110,24 @@ def predictor_file(align: AlignConfig) -> Path:
     return p
 
 
-@functools.lru_cache(maxsize=2)
+_MODELS = threading.local()
+
+
 def load_models(predictor_path: str) -> tuple[Any, Any]:
-    """(dlib frontal face detector, dlib shape predictor), loaded once per process."""
+    """(dlib frontal face detector, dlib shape predictor), loaded once per thread.
+
+    dlib's objects are not safe to share between threads (the thread-pool task runner runs
+    several videos in one process), so every thread gets its own pair.
+    """
     import dlib
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path)
+    cache = getattr(_MODELS, "by_path", None)
+    if cache is None:
+        cache = _MODELS.by_path = {}
+    if predictor_path not in cache:
+        cache[predictor_path] = (dlib.get_frontal_face_detector(),
+                                 dlib.shape_predictor(predictor_path))
+    return cache[predictor_path]
 
 
 # -- one frame ---------------------------------------------------------------------------------
