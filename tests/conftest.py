@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+# Prefect state of the test session lives in a temporary folder, never in the user's home;
+# set before anything imports Prefect.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="vrme-tests-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "vrme"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.pop("PREFECT_API_URL", None)
 
 import cv2
 import numpy as np
@@ -15,6 +24,45 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 # Keep torch and OpenCV from oversubscribing the two CI cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TINY_SYNTH = dict(subjects=3, videos=1, seconds=6, fps=30, width=320, height=240,
+                  mes_per_video=3, macros_per_video=0, seed=3)
+"""A synthetic CAS(ME)^3-layout dataset small enough to run the whole benchmark in seconds."""
+
+
+def tiny_config_text(root: Path, out: Path, extra: str = "") -> str:
+    """YAML of a tiny benchmark config on ``root`` writing to ``out`` (``extra`` is appended
+    inside the top level, e.g. an ``orchestration:`` block)."""
+    synth = ", ".join(f"{k}: {v}" for k, v in TINY_SYNTH.items())
+    return (
+        f"dataset: {{name: tiny, layout: casme3, root: {root}, fps: 30, frame_skip: 1}}\n"
+        f"synth: {{{synth}}}\n"
+        "features: {k: 16}\n"
+        "model: {backbone: gru, fast_channels: 8, slow_channels: 16, stages: 1, "
+        "blocks_per_stage: 1, d_state: 4}\n"
+        "train: {epochs: 2, batch_size: 8, lr: 0.003, ratio: 1, device: cpu, threads: 1}\n"
+        f"run: {{out: {out}}}\n" + extra
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_root(tmp_path_factory) -> Path:
+    """Generated once per session: 3 subjects x 1 video x 6 s at 30 fps, 320 x 240."""
+    from vrme.synth import SynthSpec, generate_dataset
+
+    root = tmp_path_factory.mktemp("tiny-synth") / "data"
+    generate_dataset(SynthSpec(layout="casme3", **TINY_SYNTH), root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server (SQLite) for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield PREFECT_API_URL.value()
 
 
 @pytest.fixture

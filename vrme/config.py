@@ -309,6 +309,7 @@ class OrchestrationConfig(_Strict):
     dask_address: str | None = Field(
         default=None, description="tcp://host:8786 of an existing Dask scheduler."
     )
+    videos_per_task: int = Field(default=1, ge=1, description="Videos per align/features task.")
     retries: int = Field(default=2, ge=0)
     retry_delay_s: float = Field(default=10.0, ge=0)
     timeout_s: float | None = Field(default=None, gt=0, description="Per-task timeout.")

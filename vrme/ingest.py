@@ -402,3 +402,32 @@ def _labels_table(events: pd.DataFrame, dataset: str) -> pd.DataFrame:
         df[col] = df[col].astype("Int64")
     df["source_row"] = df["source_row"].astype("int32")
     return df[LABELS_SCHEMA.names].reset_index(drop=True)
+
+
+def dataset_fingerprint(cfg: Config, root: Path | None = None) -> str:
+    """Cheap fingerprint of what ingestion reads: the label spreadsheets' contents and the
+    modification times of every folder under the root (a folder's time changes when a frame is
+    added, removed or renamed in it). Frames replaced in place are caught later, by the
+    per-video frame fingerprints of the align and feature caches."""
+    import hashlib
+
+    from vrme.io import fingerprint_file
+
+    root = Path(root or cfg.dataset.root or "")
+    h = hashlib.sha256()
+    h.update(cfg.section_hash("dataset").encode())
+    for name in cfg.dataset.label_files or []:
+        p = root / name
+        h.update(f"{name}:{fingerprint_file(p) if p.is_file() else 'missing'}\n".encode())
+    if not root.is_dir():
+        h.update(b"no root")
+        return h.hexdigest()[:16]
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, root)
+        h.update(f"{rel}\0{os.stat(dirpath).st_mtime_ns}\0{len(filenames)}\n".encode())
+        for f in sorted(filenames):
+            if f.lower().endswith(VIDEO_EXTENSIONS):
+                st = os.stat(os.path.join(dirpath, f))
+                h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,114 @@
+"""What every vrme Prefect task shares: retry rules, cache keys, task runners, config transport.
+
+Tasks wrap library calls only. Their parameters are small (a config, names, paths) and their
+results are small dicts of paths and counts; large arrays never pass through Prefect.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from vrme.config import Config, OrchestrationConfig, stable_hash
+from vrme.errors import UserError
+
+log = logging.getLogger("vrme.tasks")
+
+CACHE_EXPIRATION = timedelta(days=365)
+
+
+class TransientError(RuntimeError):
+    """An error that can pass on a second try (used by the test-only fault hook too)."""
+
+
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.ENOSPC,
+                     errno.ECONNRESET, errno.ECONNREFUSED, errno.ESTALE, errno.EINTR}
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True for errors worth retrying: out of memory, a lost worker or connection, an I/O
+    hiccup (including a full disk that may be cleaned), a timeout. Data and config errors,
+    permission errors and programming errors are not retried."""
+    if exc is None:
+        return False
+    if isinstance(exc, UserError):
+        return False
+    if isinstance(exc, (TransientError, MemoryError, TimeoutError, ConnectionError)):
+        return True
+    name = type(exc).__name__
+    if name in {"KilledWorker", "CommClosedError", "OutOfMemoryError", "BrokenProcessPool",
+                "WorkerLostError"}:
+        return True
+    if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+        return True
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        return True
+    return False
+
+
+def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry only :func:`is_transient` failures."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as err:  # noqa: BLE001 - the result itself may be unreadable
+        exc = err
+    retry = isinstance(exc, BaseException) and is_transient(exc)
+    log.info("task %s failed with %s: %s", task_run.name, type(exc).__name__,
+             "retrying" if retry else "not retried (not a transient error)")
+    return retry
+
+
+def task_options(orch: OrchestrationConfig, **extra: Any) -> dict[str, Any]:
+    """``Task.with_options`` arguments for retries, delays and timeout from the config."""
+    opts: dict[str, Any] = dict(
+        retries=orch.retries,
+        retry_delay_seconds=orch.retry_delay_s,
+        retry_condition_fn=retry_if_transient,
+        timeout_seconds=orch.timeout_s,
+    )
+    opts.update(extra)
+    return opts
+
+
+def config_key(cfg: Config, *sections: str) -> str:
+    """Hash of the named config sections (for cache keys)."""
+    return cfg.section_hash(*sections)
+
+
+def cache_key(*parts: Any) -> str:
+    """A Prefect cache key from JSON-serialisable parts."""
+    return "vrme-" + stable_hash(list(parts), length=24)
+
+
+def task_runner(orch: OrchestrationConfig):  # noqa: ANN201 - a Prefect TaskRunner
+    """The task runner the config asks for: threads, processes, or a Dask cluster."""
+    if orch.task_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=orch.max_workers)
+    if orch.task_runner == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=orch.max_workers)
+    from prefect_dask import DaskTaskRunner
+
+    if orch.dask_address:
+        return DaskTaskRunner(address=orch.dask_address)
+    kwargs: dict[str, Any] = {"processes": True}
+    if orch.max_workers:
+        kwargs["n_workers"] = orch.max_workers
+        kwargs["threads_per_worker"] = 1
+    return DaskTaskRunner(cluster_kwargs=kwargs)
+
+
+def existing(paths: Iterable[str | Path]) -> bool:
+    """True if every path exists (used to validate cached task results)."""
+    return all(Path(p).exists() for p in paths)

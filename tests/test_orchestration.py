@@ -1,0 +1,148 @@
+"""The benchmark as Prefect flows, run for real under a temporary Prefect server.
+
+Every test runs the real pipeline (synthetic JPEG frames, dlib, OpenCV, Parquet, torch) on the
+tiny session dataset; only the work folder differs between tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import tiny_config_text
+
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+
+def write_config(tmp_path: Path, root: Path, extra: str = "") -> Path:
+    p = tmp_path / "tiny.yaml"
+    p.write_text(tiny_config_text(root, tmp_path / "work", extra))
+    return p
+
+
+def task_states(state) -> dict[str, str]:
+    """Task run name -> state name, for the flow run that ended in ``state``."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+def run_benchmark(config: Path, **kw):
+    from flows.benchmark import benchmark_flow
+
+    return benchmark_flow(config=str(config), return_state=True, **kw)
+
+
+def test_benchmark_completes_then_reruns_from_cache(prefect_harness, tiny_synth_root, tmp_path):
+    cfg = write_config(tmp_path, tiny_synth_root,
+                       "orchestration: {task_runner: threads, max_workers: 2, retries: 0}\n")
+    first = run_benchmark(cfg)
+    assert first.is_completed(), first.message
+    res = first.result()
+    assert res["folds_trained"] == ["1", "2", "3"] and not res["folds_failed"]
+    work = tmp_path / "work"
+    report = work / "runs" / "tiny" / "report"
+    assert (report / "report.html").is_file() and (report / "metrics.json").is_file()
+    assert len(list((work / "features").rglob("*.parquet"))) == 3
+    states = task_states(first)
+    assert Counter(n.split(" ")[0] for n in states) >= Counter(
+        {"align": 3, "features": 3, "fold": 3})
+
+    second = run_benchmark(cfg)
+    assert second.is_completed(), second.message
+    res2 = second.result()
+    assert res2["folds_trained"] == [] and res2["folds_cached"] == ["1", "2", "3"]
+    assert res2["videos"] == {"cached": 3}
+    states2 = task_states(second)
+    expensive = {n: s for n, s in states2.items()
+                 if n.split(" ")[0] in ("align", "features", "fold") or n.startswith("ingest")}
+    assert len(expensive) == 10 and set(expensive.values()) == {"Cached"}, states2
+    # identical numbers from the cache
+    m1 = json.loads((report / "metrics.json").read_text())
+    assert res2["report"]["metrics"]["official"] == m1["official"]
+
+    # a deleted output is noticed: the cached task result is not trusted, the fold is redone
+    fold2 = work / "runs" / "tiny" / "folds" / "2"
+    (fold2 / "fold.json").unlink()
+    third = run_benchmark(cfg)
+    assert third.is_completed(), third.message
+    assert third.result()["folds_trained"] == ["2"]
+    assert (fold2 / "fold.json").is_file()
+
+
+def test_failed_fold_is_named_and_rerun_alone(prefect_harness, tiny_synth_root, tmp_path):
+    cfg = write_config(
+        tmp_path, tiny_synth_root,
+        "orchestration: {task_runner: threads, max_workers: 2, retries: 2, retry_delay_s: 0,\n"
+        "  fault: {fail_folds: ['2'], kind: data, times: 1}}\n")
+    first = run_benchmark(cfg)
+    assert first.is_failed()
+    assert "fold(s) failed: 2" in first.message and "vrme run --folds 2" in first.message
+    run = tmp_path / "work" / "runs" / "tiny"
+    # the report still ran on the folds that finished, and says it is incomplete
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["complete"] is False and metrics["missing_folds"] == ["2"]
+    assert "injected data fault" in (run / "folds" / "2" / "failed.json").read_text()
+    # a data error is not retried
+    assert (run / ".faults" / "fold-2.attempts").read_text() == "1"
+    assert task_states(first)["fold 2"] == "Failed"
+
+    second = run_benchmark(cfg)
+    assert second.is_completed(), second.message
+    res = second.result()
+    assert res["folds_trained"] == ["2"] and res["folds_cached"] == ["1", "3"]
+    states = task_states(second)
+    assert states["fold 1"] == states["fold 3"] == "Cached" and states["fold 2"] == "Completed"
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["complete"] is True and not (run / "folds" / "2" / "failed.json").exists()
+
+
+def test_transient_fault_is_retried_within_the_run(prefect_harness, tiny_synth_root, tmp_path):
+    cfg = write_config(
+        tmp_path, tiny_synth_root,
+        "orchestration: {task_runner: threads, retries: 2, retry_delay_s: 0,\n"
+        "  fault: {fail_folds: ['3'], kind: transient, times: 1}}\n")
+    state = run_benchmark(cfg, folds=["3"])
+    assert state.is_completed(), state.message
+    run = tmp_path / "work" / "runs" / "tiny"
+    assert (run / ".faults" / "fold-3.attempts").read_text() == "2"  # failed once, then passed
+    assert state.result()["folds_trained"] == ["3"]
+
+
+def test_named_folds_only_and_refresh(prefect_harness, tiny_synth_root, tmp_path):
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    assert run_benchmark(cfg).is_completed()
+    again = run_benchmark(cfg, folds=["1"])
+    assert again.is_completed(), again.message
+    assert again.result()["folds_trained"] == ["1"]
+    assert again.result()["folds_cached"] == []  # only the named fold is touched
+    states = task_states(again)
+    assert states["fold 1"] == "Completed" and "fold 2" not in states
+    refreshed = run_benchmark(cfg, refresh=True)
+    assert refreshed.is_completed()
+    assert refreshed.result()["folds_trained"] == ["1", "2", "3"]
+    assert refreshed.result()["videos"] == {"computed": 3}
+
+
+def test_unknown_fold_is_a_clear_error(prefect_harness, tiny_synth_root, tmp_path):
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    state = run_benchmark(cfg, folds=["99"])
+    assert state.is_failed() and "unknown fold(s) ['99']" in state.message
+
+
+def test_video_status_tables_are_written(prefect_harness, tiny_synth_root, tmp_path):
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    assert run_benchmark(cfg).is_completed()
+    run = tmp_path / "work" / "runs" / "tiny"
+    status = pd.read_csv(run / "features_status.csv", dtype=str)
+    assert set(status["status"]) <= {"computed", "cached"} and len(status) == 3
+    assert (run / "run.json").is_file() and (run / "manifest.parquet").is_file()
