@@ -204,7 +204,11 @@ def top_fraction_mean(flow: np.ndarray, mag: np.ndarray, fraction: float) -> tup
     x = flow[..., 0].ravel()
     y = flow[..., 1].ravel()
     if skip:
-        idx = mag.ravel().argpartition(skip)[skip:]
+        m = mag.ravel()
+        # The threshold by a value-only partition, then the indices at or above it (cheaper
+        # than an index partition); on ties at the threshold, the index partition.
+        idx = np.flatnonzero(m >= np.partition(m, skip)[skip])
+        if idx.size != keep:
+            idx = m.argpartition(skip)[skip:]
         x, y = x[idx], y[idx]
     return float(_sum(x, dtype=np.float64)) / keep, float(_sum(y, dtype=np.float64)) / keep
-
