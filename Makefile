@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Prefect's usage analytics need the internet; keep runs quiet and offline.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: demo test install clean-venv
 

@@ -28,7 +28,8 @@ def _print_outcome(cfg: Any, state: Any) -> None:
         res = state.result()
         rep = res["report"]
         m = rep.get("metrics", {}).get("official", {})
-        t = Table(title=f"{cfg.run_name}: leave-one-subject-out, official STRS")
+        t = Table(title=f"{cfg.run_name}: leave-one-subject-out (official STRS)",
+                  show_header=False, title_justify="left")
         for key in ("strs", "spot_precision", "spot_recall", "spot_f1", "analysis_f1",
                     "analysis_uf1"):
             v = m.get(key)
