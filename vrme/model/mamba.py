@@ -92,9 +92,13 @@ class Mamba(nn.Module):
         xs = F.silu(xs)
         dt, Bm, Cm = torch.split(self.x_proj(xs), [self.dt_rank, self.d_state, self.d_state], -1)
         dt = F.linear(dt, self.dt_proj.weight)
+        return self.out_proj(self.ssm(xs, dt, Bm, Cm, z))
+
+    def ssm(self, xs: Tensor, dt: Tensor, Bm: Tensor, Cm: Tensor, z: Tensor) -> Tensor:
+        """The gated selective scan: ``xs``, ``dt`` (before bias and softplus), ``z``
+        (batch, time, d_inner); ``Bm``, ``Cm`` (batch, time, d_state) -> (batch, time, d_inner)."""
         A = -torch.exp(self.A_log.float())
-        y = selective_scan(
+        return selective_scan(
             xs, dt, A, Bm, Cm, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True, impl=self._impl(x),
+            delta_softplus=True, impl=self._impl(xs),
         )
-        return self.out_proj(y)

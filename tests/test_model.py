@@ -1,0 +1,272 @@
+"""The slow-fast network, its Mamba layer and the pure-PyTorch selective scan."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import vrme.model.scan as scan_mod
+from vrme.config import ConfigError, ModelConfig
+from vrme.model import (
+    Mamba,
+    SlowFastNet,
+    build_model,
+    cuda_scan_available,
+    drop_path_rates,
+    selective_scan,
+    selective_scan_ref,
+)
+
+TINY = dict(fast_channels=8, slow_channels=16, stages=2, blocks_per_stage=2, d_state=4, n_heads=2)
+
+
+def _scan_inputs(b: int, L: int, D: int, N: int, seed: int, dtype=torch.float64) -> list[torch.Tensor]:
+    """u, delta, A, B, C, D, z, delta_bias with realistic ranges, all requiring grad."""
+    g = torch.Generator().manual_seed(seed)
+    ts = [
+        torch.randn(b, L, D, generator=g, dtype=dtype),  # u
+        torch.randn(b, L, D, generator=g, dtype=dtype),  # delta (pre-softplus)
+        -torch.rand(D, N, generator=g, dtype=dtype) * 4 - 0.05,  # A < 0
+        torch.randn(b, L, N, generator=g, dtype=dtype),  # B
+        torch.randn(b, L, N, generator=g, dtype=dtype),  # C
+        torch.randn(D, generator=g, dtype=dtype),  # D
+        torch.randn(b, L, D, generator=g, dtype=dtype),  # z
+        torch.randn(D, generator=g, dtype=dtype) * 0.5,  # delta_bias
+    ]
+    return [t.requires_grad_(True) for t in ts]
+
+
+def _fwd_bwd(fn, inputs, kwargs, seed=3):
+    y = fn(*inputs, **kwargs)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=y.dtype)
+    grads = torch.autograd.grad(y, [t for t in inputs if t is not None], gy)
+    return y, grads
+
+
+@pytest.mark.parametrize(
+    "shape,kwargs",
+    [
+        ((3, 16, 6, 4), dict(delta_softplus=True)),
+        ((5, 30, 8, 4), dict(delta_softplus=True)),
+        ((2, 1, 4, 3), dict(delta_softplus=True)),  # a single time step
+        ((2, 2, 4, 3), dict(delta_softplus=True)),
+        ((2, 10, 4, 3), dict(delta_softplus=True)),  # backward segments of 4, 4, 2 steps
+        ((4, 9, 5, 7), dict(delta_softplus=False)),
+    ],
+)
+def test_scan_matches_sequential_loop_float64(shape, kwargs):
+    b, L, D, N = shape
+    ours = _scan_inputs(b, L, D, N, seed=1)
+    ref = [t.detach().clone().requires_grad_(True) for t in ours]
+    if not kwargs["delta_softplus"]:  # keep delta positive without softplus
+        for ts in (ours, ref):
+            with torch.no_grad():
+                ts[1].abs_()
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    y1, g1 = _fwd_bwd(selective_scan, ours, kwargs)
+    y2, g2 = _fwd_bwd(selective_scan_ref, ref, kwargs)
+    assert y1.shape == (b, L, D)
+    assert (y1 - y2).abs().max().item() < 1e-5
+    for name, a, r in zip(names, g1, g2):
+        assert (a - r).abs().max().item() < 1e-5, name
+        if not (name == "A" and L == 1):  # with one step A never acts (h_{-1} = 0)
+            assert r.abs().max().item() > 0, name  # the comparison is not vacuous
+
+
+def test_scan_without_optional_inputs_matches_loop():
+    u, delta, A, B, C, *_ = _scan_inputs(3, 12, 5, 4, seed=2)
+    delta = delta.detach().abs().requires_grad_(True)
+    inputs = [u, delta, A, B, C]
+    ref_inputs = [t.detach().clone().requires_grad_(True) for t in inputs]
+    y1, g1 = _fwd_bwd(selective_scan, inputs, {})
+    y2, g2 = _fwd_bwd(selective_scan_ref, ref_inputs, {})
+    assert (y1 - y2).abs().max().item() < 1e-5
+    assert max((a - r).abs().max().item() for a, r in zip(g1, g2)) < 1e-5
+
+
+def test_scan_core_passes_gradcheck():
+    u, delta, A, B, C, *_ = _scan_inputs(2, 5, 3, 2, seed=4)
+    delta = torch.nn.functional.softplus(delta).detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(scan_mod._ScanCore.apply, (u, delta, A, B, C))
+
+
+def test_scan_float32_close_to_float64_reference():
+    ins64 = _scan_inputs(4, 30, 16, 8, seed=5)
+    ins32 = [t.detach().float() for t in ins64]
+    y32 = selective_scan(*ins32, delta_softplus=True)
+    y64 = selective_scan_ref(*[t.detach() for t in ins64], delta_softplus=True)
+    assert y32.dtype == torch.float32
+    assert (y32.double() - y64).abs().max().item() < 1e-4
+
+
+def test_scan_saves_only_its_inputs_for_backward():
+    """Memory-light: nothing of state size (batch x time x channels x d_state) is kept."""
+    b, L, D, N = 4, 16, 16, 64
+    ins = [t.detach().float().requires_grad_(True) for t in _scan_inputs(b, L, D, N, seed=6)]
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = selective_scan(*ins, delta_softplus=True)
+    state_bytes = b * L * D * N * 4
+    assert sum(saved.values()) < state_bytes / 4
+    y.sum().backward()
+    assert all(t.grad is not None for t in ins)
+
+
+def test_cuda_scan_requested_without_kernels_fails_clearly():
+    if cuda_scan_available():
+        pytest.skip("mamba_ssm is installed")
+    with pytest.raises(ConfigError, match="mamba_ssm"):
+        build_model(ModelConfig(scan="cuda", **TINY), 16)
+    u, delta, A, B, C, *_ = _scan_inputs(1, 4, 2, 2, seed=0)
+    with pytest.raises(RuntimeError, match="mamba_ssm"):
+        selective_scan(u, delta, A, B, C, impl="cuda")
+
+
+def test_mamba_layer_is_causal():
+    torch.manual_seed(0)
+    layer = Mamba(8, d_state=4, d_conv=4, expand=2, scan="torch")
+    x = torch.randn(2, 20, 8)
+    x2 = x.clone()
+    x2[:, 12:] += torch.randn(2, 8, 8)
+    y, y2 = layer(x), layer(x2)
+    assert torch.equal(y[:, :12], y2[:, :12])
+    assert not torch.allclose(y[:, 12:], y2[:, 12:])
+
+
+def test_mamba_layer_default_init_matches_mamba_ssm():
+    torch.manual_seed(0)
+    layer = Mamba(32, d_state=16, d_conv=4, expand=2, scan="torch")
+    assert layer.dt_rank == 2 and layer.d_inner == 64
+    assert torch.allclose(layer.A_log.exp(), torch.arange(1, 17.0).expand(64, 16))
+    assert torch.equal(layer.D, torch.ones(64))
+    dt = torch.nn.functional.softplus(layer.dt_proj.bias)
+    assert dt.min() >= 1e-3 - 1e-7 and dt.max() <= 0.1 + 1e-6
+    assert layer.in_proj.bias is None and layer.out_proj.bias is None
+    assert layer.conv1d.bias is not None and layer.conv1d.groups == 64
+
+
+@pytest.mark.parametrize("backbone", ["mamba", "transformer", "gru"])
+@pytest.mark.parametrize("k", [16, 30, 15])
+def test_build_model_shapes_and_ranges(backbone, k):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, **TINY), k)
+    x = torch.randn(3, 36, k)
+    spot, logits = model(x)
+    assert spot.shape == (3, k) and spot.dtype == torch.float32
+    assert logits.shape == (3, k, 5)
+    assert spot.min() >= 0 and spot.max() <= 1
+    # The reference's (batch, 1, channels, k) input gives the same result.
+    model.eval()
+    assert torch.equal(model(x)[0], model(x[:, None])[0])
+
+
+@pytest.mark.parametrize("backbone", ["mamba", "transformer", "gru"])
+def test_every_parameter_learns(backbone):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, drop_path=0.0, **TINY), 16)
+    model.train()
+    spot, logits = model(torch.randn(4, 36, 16))
+    (spot.square().mean() + logits.logsumexp(-1).mean()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("backbone", ["mamba", "gru"])
+def test_same_seed_same_model_and_outputs(backbone):
+    cfg = ModelConfig(backbone=backbone, **TINY)
+    x = torch.randn(2, 36, 16, generator=torch.Generator().manual_seed(9))
+    outs = []
+    for seed in (5, 5, 6):
+        torch.manual_seed(seed)
+        m = build_model(cfg, 16)
+        torch.manual_seed(11)  # drop-path draws
+        outs.append((m.state_dict(), m(x)))
+    (sd_a, (s_a, l_a)), (sd_b, (s_b, l_b)), (sd_c, _) = outs
+    assert all(torch.equal(sd_a[n], sd_b[n]) for n in sd_a)
+    assert torch.equal(s_a, s_b) and torch.equal(l_a, l_b)
+    assert not all(torch.equal(sd_a[n], sd_c[n]) for n in sd_a)
+
+
+def test_drop_path_schedule_follows_reference():
+    assert drop_path_rates(0.2, 4) == pytest.approx([0.0, 0.0, 0.2 / 3, 0.4 / 3])
+    assert drop_path_rates(0.1, 1) == [0.0]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**{**TINY, "blocks_per_stage": 4}), 16)
+    for path in (model.slow_stages, model.fast_stages):
+        for stage in path:
+            assert [blk.drop_path.rate for blk in stage] == pytest.approx(drop_path_rates(0.2, 4))
+
+
+def _mamba_params(d: int, n: int = 64, conv: int = 4, expand: int = 2) -> int:
+    di, r = expand * d, math.ceil(d / 16)
+    return d * 2 * di + di * conv + di + di * (r + 2 * n) + r * di + di + di * n + di + di * d
+
+
+def test_paper_model_has_the_reference_structure():
+    """Stem, slow stem, 3 stages x 4 blocks per path, 2 laterals, heads on 384 features."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(), 30)
+    f, s = 128, 256
+    conv_bn = lambda ci, co: ci * co * 3 + co + 2 * co  # noqa: E731
+    block = lambda d: _mamba_params(d) + 4 * d  # noqa: E731  (two LayerNorms)
+    expected = (
+        conv_bn(36, f) + conv_bn(f, f) + conv_bn(f, s)
+        + 12 * block(s) + 12 * block(f)
+        + 2 * conv_bn(f, s)
+        + (f + s + 1) + (f + s) * 5 + 5
+    )
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert len(model.slow_stages) == 3 and all(len(st) == 4 for st in model.slow_stages)
+    assert len(model.laterals) == 2
+    assert model.spot_head.in_features == 384 and model.recog_head.out_features == 5
+
+
+def test_reference_init():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY), 16)
+    mambas = [m for m in model.modules() if isinstance(m, Mamba)]
+    assert mambas
+    for m in mambas:
+        # the network-wide init zeroes dt_proj's bias as the reference does: dt = softplus(0)
+        assert torch.equal(m.dt_proj.bias, torch.zeros_like(m.dt_proj.bias))
+        assert m.dt_proj.weight.abs().max() <= 2.0 and m.dt_proj.weight.std() < 0.05
+        bound = 1 / math.sqrt(m.d_inner) / math.sqrt(TINY["blocks_per_stage"])
+        assert m.out_proj.weight.abs().max() <= bound
+    assert torch.equal(model.spot_head.bias, torch.zeros(1))
+
+    torch.manual_seed(0)
+    own = build_model(ModelConfig(init="mamba", **TINY), 16)
+    m = next(m for m in own.modules() if isinstance(m, Mamba))
+    dt = torch.nn.functional.softplus(m.dt_proj.bias)
+    assert dt.min() >= 1e-3 - 1e-7 and dt.max() <= 0.1 + 1e-6
+
+
+def test_transformer_heads_must_divide_channels():
+    with pytest.raises(ConfigError, match="n_heads"):
+        build_model(ModelConfig(backbone="transformer", **{**TINY, "n_heads": 3}), 16)
+
+
+def test_demo_sized_mamba_model_trains_a_little():
+    """A few Adam steps on a learnable toy target reduce the loss (the whole stack is wired)."""
+    torch.manual_seed(0)
+    model: SlowFastNet = build_model(ModelConfig(drop_path=0.0, **TINY), 16)
+    x = torch.randn(16, 36, 16)
+    target = torch.sigmoid(x[:, 0])  # per-frame target from the first channel
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        spot, _ = model(x)
+        loss = torch.nn.functional.mse_loss(spot, target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
