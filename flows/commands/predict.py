@@ -1,0 +1,73 @@
+"""``vrme predict``: a MEGC submission CSV from an unlabelled test folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.commands._common import friendly_errors, load, setup_logging
+
+ModelOpt = Annotated[
+    list[Path],
+    typer.Option("--model", "-m", help="Final model folder (or its model.pt), a fold folder, or "
+                 "a run folder (every finished fold, scores averaged). Repeatable.",
+                 show_default=False),
+]
+CacheOpt = Annotated[
+    Path, typer.Option("--cache", help="Where features of the new videos are cached.")
+]
+FpsOpt = Annotated[
+    float | None, typer.Option("--fps", help="Frame rate of frame folders (default: guessed "
+                               "from the path: 'samm' -> 200, 'cas' -> 30, else the model's).",
+                               show_default=False)
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Feature processes (default: CPUs).",
+                             show_default=False)
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``predict`` command to ``app``."""
+
+    @app.command("predict")
+    @friendly_errors
+    def predict_cmd(
+        model: ModelOpt,
+        root: Annotated[Path, typer.Option("--root", help="Unlabelled test folder (MEGC "
+                                           "layouts, frame folders or video files).",
+                                           show_default=False)],
+        out: Annotated[Path, typer.Option("--out", help="Submission CSV to write.")] = Path(
+            "submission.csv"),
+        config: Annotated[Path | None, typer.Option(
+            "--config", "-c", help="Training config, only for models whose folder records none "
+            "(no model.json / run.json).", show_default=False)] = None,
+        cache: CacheOpt = Path("data/work/predict"),
+        fps: FpsOpt = None,
+        workers: WorkersOpt = None,
+    ) -> None:
+        """Spot and recognise micro-expressions in every video under --root and write the MEGC
+        CSV (subject, video, onset, offset, emotion; original frame numbers; 'others' left
+        out), plus <out>_intervals.csv with every interval, apex and score. Each video is read
+        at the frame skip that matches the model's training rate (a 200 fps SAMM video with a
+        CAS(ME)^3 model: skip 7)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from vrme.predict import load_models, predict_folder
+
+        setup_logging()
+        cfg = load(config, None) if config is not None else None
+        ens = load_models(model, config=cfg)
+        pred = predict_folder(ens, root, out, cache_dir=cache, fps=fps, workers=workers)
+        t = Table(title=f"{len(pred.videos)} video(s), {len(ens.models)} model(s)")
+        for col in ("subject", "video", "fps", "skip", "status", "intervals"):
+            t.add_column(col, justify="right" if col in ("fps", "skip", "intervals") else "left")
+        for r in pred.videos.itertuples(index=False):
+            t.add_row(r.subject, r.video, f"{r.fps:g}", str(r.frame_skip),
+                      r.status if r.status == "ok" else f"{r.status}: {r.reason}",
+                      str(r.n_intervals))
+        Console(stderr=True).print(t)
+        typer.echo(str(out))

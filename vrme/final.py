@@ -1,0 +1,223 @@
+"""A final model: one network trained on every subject, for videos nobody labelled.
+
+Leave-one-subject-out measures how well the method generalises; to run it on new data one
+trains once more on all subjects. Priors come from all labels (there is no held-out subject to
+leak), so k_p is the duration prior of the whole dataset.
+
+The model folder (default ``<out>/final/<run name>/``) holds:
+
+- ``model.pt``: the same blob as a fold's (``state_dict``, ``model_config``, ``k``, ``priors``,
+  ``fold`` = ``"all"``, ``config_hash``), so :func:`vrme.train.load_fold_model` loads it;
+- ``priors.json``: k_p (indices after skipping) and the class weights;
+- ``model.json``, written last (the done-marker): the whole training config (dataset fps and
+  frame skip, align, features, decode sections: everything prediction needs to compute the
+  same features and decode the same way), the feature-parameter hash, the training subjects,
+  window counts, loss history and timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vrme.config import Config, stable_hash
+from vrme.errors import DataError
+from vrme.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FINAL_FORMAT = 1
+MODEL_INFO_FILE = "model.json"
+FINAL_FOLD = "all"
+"""The ``fold`` recorded in a final model's ``model.pt``."""
+
+
+def final_model_dir(cfg: Config) -> Path:
+    """Default folder of a config's final model: ``<out>/final/<run name>``."""
+    return cfg.out_dir / "final" / cfg.run_name
+
+
+def plan_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str],
+               labels: pd.DataFrame | str | os.PathLike[str],
+               features_dir: str | os.PathLike[str]):  # noqa: ANN201 - vrme.train.FoldPlan
+    """The training plan of a final model: every subject's videos (those with a
+    micro-expression, or all under ``train.train_videos: all``), windows selected as for a
+    fold, priors from every label. Returns a :class:`vrme.train.FoldPlan` with fold ``"all"``
+    and no test video. Raises :class:`DataError` when a needed feature file is missing or no
+    video has a micro-expression."""
+    from vrme.priors import estimate_priors
+    from vrme.train import FoldPlan, as_table, subject_sort_key
+    from vrme.windows import (events_to_index, feature_path, micro_events, scan_video,
+                              select_training_windows)
+
+    manifest = as_table(manifest, "manifest")
+    labels = as_table(labels, "labels")
+    if cfg.train.shuffle_labels:
+        log.warning("train.shuffle_labels is a control for leave-one-subject-out runs; the "
+                    "final model is trained on the real labels")
+    ev_all = micro_events(labels.assign(subject=labels["subject"].astype(str),
+                                        video=labels["video"].astype(str)))
+    labelled = set(zip(ev_all["subject"], ev_all["video"]))
+    refs = {}
+    missing = []
+    for row in manifest.itertuples(index=False):
+        key = (str(row.subject), str(row.video))
+        if not feature_path(features_dir, key[0], key[1]).is_file():
+            if cfg.train.train_videos == "all" or key in labelled:
+                missing.append(key)
+            continue
+        refs[key] = scan_video(features_dir, key[0], key[1], k=cfg.features.k,
+                               frame_skip=cfg.dataset.frame_skip,
+                               first_frame=int(row.first_frame))
+    if missing:
+        s, v = sorted(missing)[0]
+        raise DataError(f"final model: feature file missing for {len(missing)} video(s), e.g. "
+                        f"{feature_path(features_dir, s, v)}; run the features step first")
+    events: dict[tuple[str, str], pd.DataFrame] = {}
+    for (subj, vid), grp in ev_all.groupby(["subject", "video"], sort=False):
+        ref = refs.get((str(subj), str(vid)))
+        if ref is None:
+            log.warning("labels name video %s of subject %s, which has no features; its %d "
+                        "events are ignored", vid, subj, len(grp))
+            continue
+        events[ref.key] = events_to_index(grp, ref.first_frame, ref.frame_skip)
+    videos = list(refs.values())
+    if cfg.train.train_videos == "with_me":
+        videos = [r for r in videos if r.key in events and len(events[r.key])]
+    videos.sort(key=lambda r: (subject_sort_key(r.subject), r.video))
+    if not videos:
+        raise DataError("final model: no video with a micro-expression to train on")
+    subjects = sorted({r.subject for r in videos}, key=subject_sort_key)
+    selection = select_training_windows(videos, events, cfg.train.ratio, cfg.train.seed,
+                                        n_classes=cfg.model.n_classes)
+    durations = np.concatenate([(e["offset_index"] - e["onset_index"]).to_numpy(np.int64)
+                                for e in events.values()])
+    priors = estimate_priors(durations, selection.class_counts, cfg.priors,
+                             synergy_strategy=cfg.decode.synergy_strategy,
+                             subjects=sorted({k[0] for k in events}, key=subject_sort_key),
+                             frame_skip=cfg.dataset.frame_skip)
+    priors = dataclasses.replace(priors, scope="all")
+    label_cols = ["subject", "video", "onset", "apex", "offset", "emotion"]
+    fingerprint = stable_hash({
+        "features": [[r.subject, r.video, r.n_windows, r.meta] for r in videos],
+        "labels": ev_all[label_cols].astype(str).to_numpy().tolist(),
+    }, length=16)
+    return FoldPlan(fold=FINAL_FOLD, train_subjects=subjects, train_videos=videos,
+                    test_videos=[], events=events, selection=selection, priors=priors,
+                    input_fingerprint=fingerprint)
+
+
+def read_model_info(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A model folder's ``model.json`` as a dict, or None when absent or unreadable."""
+    try:
+        info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def final_is_complete(model_dir: str | os.PathLike[str], config_hash: str | None = None,
+                      input_fingerprint: str | None = None) -> bool:
+    """True when ``model_dir`` holds a finished final model (model.json, model.pt,
+    priors.json), made with the given config hash and inputs when those are given."""
+    info = read_model_info(model_dir)
+    if not info or info.get("kind") != "final":
+        return False
+    if config_hash is not None and info.get("config_hash") != config_hash:
+        return False
+    if input_fingerprint is not None and info.get("input_fingerprint") != input_fingerprint:
+        return False
+    return all((Path(model_dir) / f).is_file() for f in ("model.pt", "priors.json"))
+
+
+def train_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str] | None = None,
+                labels: pd.DataFrame | str | os.PathLike[str] | None = None,
+                features_dir: str | os.PathLike[str] | None = None,
+                out_dir: str | os.PathLike[str] | None = None, *, progress: bool = True,
+                reuse: bool = True, model_factory: Any = None) -> Path:
+    """Train one model on every subject and write its folder (see the module docstring);
+    returns the folder.
+
+    Defaults: ``manifest``/``labels`` = ``cfg.ingest_dir/{manifest,labels}.parquet``,
+    ``features_dir`` = :func:`vrme.features.features_dir`, ``out_dir`` =
+    :func:`final_model_dir`. A folder that already holds a final model made with the same
+    config hash and inputs is reused when ``reuse`` is true. Training is exactly a fold's
+    (:func:`vrme.train.fit`, same seed handling), so it is deterministic on the CPU.
+    """
+    import torch
+
+    from vrme.features import feature_hash, feature_params
+    from vrme.features import features_dir as default_features_dir
+    from vrme.train import (fit, fold_config_hash, load_training_windows, resolve_device,
+                            seed_everything)
+
+    if model_factory is None:
+        from vrme.model import build_model as model_factory
+    manifest = manifest if manifest is not None else cfg.ingest_dir / "manifest.parquet"
+    labels = labels if labels is not None else cfg.ingest_dir / "labels.parquet"
+    feats_dir = Path(features_dir) if features_dir is not None else default_features_dir(cfg)
+    out = Path(out_dir) if out_dir is not None else final_model_dir(cfg)
+    t0 = time.perf_counter()
+    plan = plan_final(cfg, manifest, labels, feats_dir)
+    config_hash = fold_config_hash(cfg)
+    if reuse and final_is_complete(out, config_hash, plan.input_fingerprint):
+        log.info("final model: reusing %s (same config and inputs)", out)
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_INFO_FILE).unlink(missing_ok=True)
+    priors = plan.priors
+    priors.save(out / "priors.json")
+    data = load_training_windows(plan)
+    timings = {"load_s": time.perf_counter() - t0}
+    log.info("final model: %d training windows (%d with ME, %d ME-free) from %d videos of %d "
+             "subjects; k_p=%d", len(data.x), plan.selection.n_me, plan.selection.n_free,
+             len(plan.train_videos), len(plan.train_subjects), priors.k_p)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    model = model_factory(cfg.model, cfg.features.k).to(device)
+    t1 = time.perf_counter()
+    history = fit(model, data, priors, cfg, device, progress=progress, label=FINAL_FOLD)
+    timings["train_s"] = time.perf_counter() - t1
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
+                    "priors": priors.to_dict(), "fold": FINAL_FOLD, "config_hash": config_hash},
+                   tmp)
+    timings["total_s"] = time.perf_counter() - t0
+    info = {
+        "format": FINAL_FORMAT,
+        "kind": "final",
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "config": cfg.model_dump(mode="json"),
+        "config_hash": config_hash,
+        "input_fingerprint": plan.input_fingerprint,
+        "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout,
+                    "fps": cfg.dataset.fps, "frame_skip": cfg.dataset.frame_skip},
+        "k": cfg.features.k,
+        "k_p": priors.k_p,
+        "feature_hash": feature_hash(cfg),
+        "feature_params": feature_params(cfg),
+        "train_subjects": plan.train_subjects,
+        "n_train_videos": len(plan.train_videos),
+        "n_train_windows": int(plan.selection.n_me + plan.selection.n_free),
+        "n_me_windows": plan.selection.n_me,
+        "n_free_windows": plan.selection.n_free,
+        "device": str(device),
+        "torch": torch.__version__,
+        "timings": timings,
+        "history": history,
+    }
+    write_json_atomic(out / MODEL_INFO_FILE, info)
+    log.info("final model written to %s in %.1f s", out, timings["total_s"])
+    return out

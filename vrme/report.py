@@ -1,0 +1,698 @@
+"""The report of a leave-one-subject-out run, rebuilt from the fold folders without training.
+
+:func:`write_run_info` records at the start of a run everything the report needs later
+(``<run_dir>/run.json``: the whole config, the dataset, where ingestion wrote its tables, the
+fold config hash), so ``vrme report --run DIR`` works without the original config file.
+
+:func:`build_report` reads the finished folds under ``<run_dir>/folds/<subject>/`` (a fold
+counts only when :func:`vrme.train.fold_is_complete` says so and, when run.json records one,
+its config hash matches), pools their intervals, scores them once with both STRS variants and
+writes ``<run_dir>/report/``:
+
+- ``metrics.json``: official STRS and its parts, the reference (paper-code) variant beside it,
+  per-emotion recall/precision, the folds that are missing and why (``"complete": false``,
+  ``"missing_folds"``), the paper's Table 3 numbers for real datasets;
+- ``folds.parquet``: one row per expected fold (metrics on its own subject, k_p, training
+  windows, timings, final loss, status);
+- ``predictions.csv``: pooled intervals in STRS format (subject, video, onset, offset, emotion;
+  original frame numbers), in the order they were scored; ``ground_truth.csv`` the ground truth
+  they were scored against (so ``vrme strs --pred predictions.csv --gt ground_truth.csv``
+  reproduces ``metrics.json``); ``intervals.csv`` the same predictions with apex and score;
+- ``report.md`` with ``plots/*.png``, and ``report.html``, self-contained (PNGs embedded as
+  base64): per-video spot score curves with true and predicted intervals coloured by emotion
+  (at most ``max_videos`` videos, picked round-robin over subjects; the report says which),
+  the analysis confusion matrix, per-subject spot F1 and predicted vs true durations.
+
+Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import logging
+import math
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import vrme
+from vrme.config import CLASS_NAMES, EMOTION_CLASSES, Config, config_from_mapping
+from vrme.errors import DataError
+from vrme.io import write_bytes_atomic, write_json_atomic, write_parquet_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+RUN_INFO_FILE = "run.json"
+RUN_INFO_FORMAT = 1
+REPORT_DIR = "report"
+DEFAULT_MAX_VIDEOS = 12
+"""Score curves drawn by default (one PNG per video; a real dataset has over a thousand)."""
+
+STRS_COLUMNS = ["subject", "video", "onset", "offset", "emotion"]
+PAPER_LAYOUTS = ("casme3", "samm_lv")
+_FAILURE_FILES = ("failed.json", "error.json")
+
+
+# -- run.json --------------------------------------------------------------------------------
+
+
+def is_synthetic_dataset(root: str | os.PathLike[str] | None) -> bool:
+    """True when ``root`` holds a dataset made by :mod:`vrme.synth` (its ``synth_spec.json``)."""
+    return root is not None and (Path(root) / "synth_spec.json").is_file()
+
+
+def write_run_info(run_dir: str | os.PathLike[str], cfg: Config, *,
+                   manifest_path: str | os.PathLike[str] | None = None,
+                   labels_path: str | os.PathLike[str] | None = None,
+                   features_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``<run_dir>/run.json``: the config (all sections), the dataset (name, layout, root,
+    fps, frame skip, whether it is synthetic), the ingest tables and feature folder the folds
+    read (defaults: ``cfg.ingest_dir`` and :func:`vrme.features.features_dir`), the fold config
+    hash and versions. Call it when a run starts; returns the path."""
+    from vrme.features import feature_hash
+    from vrme.features import features_dir as default_features_dir
+    from vrme.train import fold_config_hash
+
+    run_dir = Path(run_dir)
+    ingest = cfg.ingest_dir
+    info = {
+        "format": RUN_INFO_FORMAT,
+        "created": _now(),
+        "run_name": cfg.run_name,
+        "config_source": cfg.source,
+        "config": cfg.model_dump(mode="json"),
+        "dataset": {
+            "name": cfg.dataset.name,
+            "layout": cfg.dataset.layout,
+            "root": str(cfg.dataset.root) if cfg.dataset.root else None,
+            "fps": cfg.dataset.fps,
+            "frame_skip": cfg.dataset.frame_skip,
+            "synthetic": is_synthetic_dataset(cfg.dataset.root),
+        },
+        "ingest_dir": str(Path(ingest).absolute()),
+        "manifest": str(Path(manifest_path or ingest / "manifest.parquet").absolute()),
+        "labels": str(Path(labels_path or ingest / "labels.parquet").absolute()),
+        "features_dir": str(Path(features_dir or default_features_dir(cfg)).absolute()),
+        "feature_hash": feature_hash(cfg),
+        "fold_config_hash": fold_config_hash(cfg),
+        "versions": {"vrme": vrme.__version__, "python": platform.python_version()},
+    }
+    return write_json_atomic(run_dir / RUN_INFO_FILE, info)
+
+
+def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's ``run.json`` as a dict; :class:`DataError` when missing or unreadable."""
+    p = Path(run_dir) / RUN_INFO_FILE
+    if not p.is_file():
+        raise DataError(f"{p} not found: this run folder was not started by vrme (or is from "
+                        "an older version); pass --config to say how it was made")
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p}: not readable JSON ({exc})") from exc
+    if not isinstance(info, dict) or "config" not in info:
+        raise DataError(f"{p}: no 'config' entry")
+    return info
+
+
+def run_config(run_dir: str | os.PathLike[str]) -> Config:
+    """The config a run was made with, from its ``run.json``."""
+    info = read_run_info(run_dir)
+    raw = dict(info["config"])
+    cfg = config_from_mapping(raw, str(Path(run_dir) / RUN_INFO_FILE))
+    return cfg
+
+
+# -- folds -------------------------------------------------------------------------------
+
+
+@dataclass
+class FoldState:
+    """One expected fold: whether it finished, and if not why (``reason``)."""
+
+    fold: str
+    complete: bool
+    reason: str = ""
+    marker: dict[str, Any] = field(default_factory=dict)
+
+
+def fold_states(run_dir: str | os.PathLike[str], expected: list[str],
+                config_hash: str | None = None) -> list[FoldState]:
+    """The state of every expected fold under ``run_dir/folds``: complete, or why not (not
+    run, no fold.json, output files missing, made with another config, or the message of a
+    ``failed.json``/``error.json`` an orchestrator left there)."""
+    from vrme.train import fold_is_complete, read_fold_marker
+
+    out = []
+    for f in expected:
+        d = Path(run_dir) / "folds" / str(f)
+        marker = read_fold_marker(d) or {}
+        if fold_is_complete(d):
+            if config_hash and marker.get("config_hash") != config_hash:
+                out.append(FoldState(f, False, "made with another config (fold hash "
+                                     f"{marker.get('config_hash')} != run {config_hash})",
+                                     marker))
+            else:
+                out.append(FoldState(f, True, "", marker))
+            continue
+        if not d.is_dir():
+            reason = "not run"
+        elif marker:
+            reason = "output files missing" if marker.get("status") == "complete" else \
+                f"status {marker.get('status')!r}"
+        else:
+            reason = "did not finish (no fold.json)"
+        for name in _FAILURE_FILES:
+            p = d / name
+            if p.is_file():
+                try:
+                    data = json.loads(p.read_text())
+                    msg = data.get("message") or data.get("error") if isinstance(data, dict) \
+                        else str(data)
+                except (OSError, ValueError):
+                    msg = p.read_text(errors="replace")[:300]
+                if msg:
+                    reason = f"failed: {str(msg).strip()[:300]}"
+                break
+        out.append(FoldState(f, False, reason, marker))
+    return out
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote (paths) and its headline numbers (``metrics``: the
+    content of metrics.json)."""
+
+    report_dir: Path
+    html: Path
+    markdown: Path
+    metrics_path: Path
+    folds_path: Path
+    predictions: Path
+    ground_truth: Path
+    plots: list[Path]
+    metrics: dict[str, Any]
+    complete: bool
+    missing_folds: list[str]
+    shown_videos: list[tuple[str, str]]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _first_file(*candidates: Any) -> Path | None:
+    for c in candidates:
+        if c is not None and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def _load_tables(run_dir: Path, cfg: Config, info: dict[str, Any],
+                 manifest: pd.DataFrame | str | os.PathLike[str] | None,
+                 labels: pd.DataFrame | str | os.PathLike[str] | None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from vrme.schema import read_labels, read_manifest
+
+    # The run folder sits at <out>/runs/<name>; ingestion writes <out>/ingest.
+    sibling = run_dir.parent.parent / "ingest"
+    tables = []
+    for given, key, name, reader in ((manifest, "manifest", "manifest.parquet", read_manifest),
+                                     (labels, "labels", "labels.parquet", read_labels)):
+        if isinstance(given, pd.DataFrame):
+            tables.append(given)
+            continue
+        path = _first_file(given, info.get(key), cfg.ingest_dir / name, sibling / name)
+        if path is None:
+            tried = [str(p) for p in (given, info.get(key), cfg.ingest_dir / name,
+                                      sibling / name) if p is not None]
+            raise DataError(f"{name} of run {run_dir} not found (looked at {', '.join(tried)}); "
+                            "run `vrme ingest` or pass the tables")
+        tables.append(reader(path))
+    return tables[0], tables[1]
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _per_class(pred: pd.DataFrame, gt: pd.DataFrame, official: Any) -> dict[str, Any]:
+    """Per emotion: spotting recall over its ground truths and spotting precision over the
+    predictions labelled with it (both on the scored subjects/videos, official matching), and
+    the official one-vs-rest analysis precision/recall/F1 on the spotted pairs."""
+    pred_subjects = set(pred["subject"].astype(str))
+    gt_eval = gt[gt["subject"].astype(str).isin(pred_subjects)]
+    gt_videos = set(zip(gt["subject"].astype(str), gt["video"].astype(str)))
+    in_gt_video = [(s, v) in gt_videos for s, v in zip(pred["subject"].astype(str),
+                                                        pred["video"].astype(str))]
+    pred_eval = pred[np.asarray(in_gt_video, dtype=bool)] if len(pred) else pred
+    pairs = official.pairs
+    claimed_gt = set(pairs["gt_row"].tolist())
+    claiming_pred = set(pairs["pred_row"].tolist())
+    per_emotion = official.per_emotion.set_index("emotion") if len(official.per_emotion) else None
+    names = [e for e in CLASS_NAMES if e in set(gt["emotion"]) | set(pred["emotion"])]
+    out: dict[str, Any] = {}
+    for e in names:
+        g_rows = gt_eval.index[gt_eval["emotion"] == e]
+        p_rows = pred_eval.index[pred_eval["emotion"] == e]
+        n_gt, n_pred = int(len(g_rows)), int(len(p_rows))
+        tp_gt = int(sum(1 for r in g_rows if r in claimed_gt))
+        tp_pred = int(sum(1 for r in p_rows if r in claiming_pred))
+        row: dict[str, Any] = {
+            "n_gt": n_gt, "n_pred": n_pred, "spotted": tp_gt,
+            "spot_recall": tp_gt / n_gt if n_gt else None,
+            "spot_precision": tp_pred / n_pred if n_pred else None,
+        }
+        if per_emotion is not None and e in per_emotion.index:
+            pe = per_emotion.loc[e]
+            row.update(analysis_precision=float(pe["precision"]),
+                       analysis_recall=float(pe["recall"]), analysis_f1=float(pe["f1"]),
+                       analysis_degenerate=bool(pe["degenerate"]))
+        out[e] = row
+    return _clean(out)
+
+
+def _confusion(official: Any, gt: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str]]:
+    """Counts of (true, predicted) emotion over the official spotting true positives; rows =
+    every emotion of the ground truth, columns = the four emotions (+ neutral when predicted)."""
+    pairs = official.pairs
+    gt_em = pairs["gt_emotion"].astype(str).tolist()
+    pred_em = pairs["pred_emotion"].astype(str).tolist()
+    rows = [e for e in CLASS_NAMES if e in set(gt_em) | set(gt["emotion"].astype(str))]
+    cols = [e for e in CLASS_NAMES if e in EMOTION_CLASSES or e in set(pred_em)]
+    m = np.zeros((len(rows), len(cols)), dtype=np.int64)
+    for g, p in zip(gt_em, pred_em):
+        if g in rows and p in cols:
+            m[rows.index(g), cols.index(p)] += 1
+    return m, rows, cols
+
+
+def _pick_videos(videos: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """Up to ``n`` videos taken round-robin over subjects (subject order kept), so every subject
+    is shown before any gets a second video."""
+    by_subject: dict[str, list[tuple[str, str]]] = {}
+    for sv in videos:
+        by_subject.setdefault(sv[0], []).append(sv)
+    picked: list[tuple[str, str]] = []
+    depth = 0
+    while len(picked) < n and any(len(v) > depth for v in by_subject.values()):
+        for vids in by_subject.values():
+            if len(vids) > depth and len(picked) < n:
+                picked.append(vids[depth])
+        depth += 1
+    return picked
+
+
+def _safe_file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)) or "_"
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "n/a" if not math.isfinite(float(v)) else f"{float(v):.{digits}f}"
+    return str(v)
+
+
+# -- document blocks, rendered to Markdown and HTML -------------------------------------------
+
+
+@dataclass
+class _Table:
+    header: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class _Image:
+    name: str  # file name under plots/
+    data: bytes
+    caption: str
+
+
+def _md(blocks: list[tuple[str, Any]]) -> str:
+    out: list[str] = []
+    for kind, b in blocks:
+        if kind == "h1":
+            out.append(f"# {b}\n")
+        elif kind == "h2":
+            out.append(f"## {b}\n")
+        elif kind == "p":
+            out.append(f"{b}\n")
+        elif kind == "warn":
+            out.append(f"> **Warning:** {b}\n")
+        elif kind == "table":
+            out.append("| " + " | ".join(b.header) + " |")
+            out.append("|" + "|".join("---" for _ in b.header) + "|")
+            for r in b.rows:
+                out.append("| " + " | ".join(_fmt(x).replace("|", "\\|") for x in r) + " |")
+            out.append("")
+        elif kind == "img":
+            out.append(f"![{b.caption}](plots/{b.name})\n")
+    return "\n".join(out) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1060px;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:0.6em 0 1.2em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:0.9em}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.warn{background:#fff3cd;border:1px solid #e0c36b;padding:0.6em 1em}
+figure{margin:0.8em 0}figcaption{font-size:0.85em;color:#555}img{max-width:100%}
+"""
+
+
+def _html(title: str, blocks: list[tuple[str, Any]]) -> str:
+    esc = html.escape
+    out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+           f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"]
+    for kind, b in blocks:
+        if kind in ("h1", "h2"):
+            out.append(f"<{kind}>{esc(str(b))}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{esc(str(b))}</p>")
+        elif kind == "warn":
+            out.append(f"<p class=\"warn\"><b>Warning:</b> {esc(str(b))}</p>")
+        elif kind == "table":
+            out.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in b.header)
+                       + "</tr></thead><tbody>")
+            for r in b.rows:
+                out.append("<tr>" + "".join(f"<td>{esc(_fmt(x))}</td>" for x in r) + "</tr>")
+            out.append("</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode(b.data).decode("ascii")
+            out.append(f"<figure><img alt=\"{esc(b.caption)}\" src=\"data:image/png;base64,"
+                       f"{data}\"><figcaption>{esc(b.caption)}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def _fold_rows(states: list[FoldState], per_fold: pd.DataFrame) -> pd.DataFrame:
+    metrics = per_fold.set_index("fold") if len(per_fold) else pd.DataFrame()
+    metric_cols = ["strs", "spot_tp", "spot_fp", "spot_fn", "spot_precision", "spot_recall",
+                   "spot_f1", "analysis_precision", "analysis_recall", "analysis_f1",
+                   "analysis_uf1", "n_pred", "n_gt"]
+    rows = []
+    for st in states:
+        m = st.marker
+        timings = m.get("timings", {}) if st.complete else {}
+        history = m.get("history", []) if st.complete else []
+        row: dict[str, Any] = {"fold": st.fold, "status": "complete" if st.complete else "missing",
+                               "reason": st.reason}
+        for c in metric_cols:
+            v = metrics.loc[st.fold, c] if st.complete and st.fold in metrics.index else np.nan
+            row[c] = float(v) if v is not None and not pd.isna(v) else np.nan
+        row.update(
+            k_p=float(m["k_p"]) if st.complete and "k_p" in m else np.nan,
+            n_train_windows=float(m.get("n_train_windows", np.nan)) if st.complete else np.nan,
+            n_test_videos=float(len(m.get("test_videos", []))) if st.complete else np.nan,
+            train_s=float(timings.get("train_s", np.nan)),
+            predict_s=float(timings.get("predict_s", np.nan)),
+            total_s=float(timings.get("total_s", np.nan)),
+            final_loss=float(history[-1]["loss"]) if history else np.nan,
+        )
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in ("spot_tp", "spot_fp", "spot_fn", "n_pred", "n_gt", "k_p", "n_train_windows",
+              "n_test_videos"):
+        df[c] = df[c].astype("Int64") if len(df) else df[c]
+    return df
+
+
+def _paper_rows(cfg: Config, synthetic: bool, official: Any, reference: Any
+                ) -> list[list[Any]] | None:
+    if cfg.dataset.layout not in PAPER_LAYOUTS or synthetic or not cfg.paper:
+        return None
+    rows: list[list[Any]] = [
+        ["this run (official STRS)", official.strs, official.spot_f1, official.analysis_f1],
+        ["this run (paper-code scoring)", reference.strs, reference.spot_f1,
+         reference.analysis_f1],
+    ]
+    for name, nums in cfg.paper.items():
+        rows.append([name, nums.strs, nums.spot_f1, nums.recog_f1])
+    return rows
+
+
+def build_report(run_dir: str | os.PathLike[str], cfg: Config | None = None, *,
+                 manifest: pd.DataFrame | str | os.PathLike[str] | None = None,
+                 labels: pd.DataFrame | str | os.PathLike[str] | None = None,
+                 max_videos: int = DEFAULT_MAX_VIDEOS) -> ReportResult:
+    """Rebuild ``<run_dir>/report/`` from the run's finished folds (no training; see the
+    module docstring for the files).
+
+    ``cfg`` defaults to the config in ``run.json``; ``manifest``/``labels`` (tables or Parquet
+    paths) default to the paths run.json records, then ``cfg.ingest_dir``, then the run's
+    sibling ``ingest/`` folder. Expected folds are the subjects with a labelled
+    micro-expression (:func:`vrme.loso.loso_subjects`); the ones that did not finish are listed
+    as missing and scoring covers the complete ones only (their ground truth only). At most
+    ``max_videos`` score curves are drawn. Raises :class:`DataError` when no fold is complete.
+    """
+    from vrme.decode import OUTPUT_COLUMNS, box_smooth, peak_threshold
+    from vrme.loso import (ground_truth_table, loso_subjects, per_fold_metrics,
+                           pool_fold_intervals, score_intervals)
+    from vrme.plots import (confusion_png, durations_png, score_curve_png, subject_f1_png)
+    from vrme.train import read_scores
+
+    run_dir = Path(run_dir)
+    info: dict[str, Any] = {}
+    if (run_dir / RUN_INFO_FILE).is_file():
+        info = read_run_info(run_dir)
+    if cfg is None:
+        if not info:
+            raise DataError(f"{run_dir / RUN_INFO_FILE} not found and no config given: cannot "
+                            "tell how this run was made (pass --config)")
+        cfg = run_config(run_dir)
+    manifest_df, labels_df = _load_tables(run_dir, cfg, info, manifest, labels)
+    expected = loso_subjects(manifest_df, labels_df)
+    config_hash = info.get("fold_config_hash")
+    states = fold_states(run_dir, expected, config_hash)
+    complete = [s.fold for s in states if s.complete]
+    missing = [s for s in states if not s.complete]
+    if not complete:
+        reasons = "; ".join(f"{s.fold}: {s.reason}" for s in missing[:5])
+        raise DataError(f"no finished fold under {run_dir / 'folds'} ({reasons})")
+    for s in missing:
+        log.warning("fold %s is missing from the report: %s", s.fold, s.reason)
+
+    intervals = pool_fold_intervals(run_dir, complete)
+    gt = ground_truth_table(labels_df, complete)
+    emotions = list(cfg.eval.emotions) if cfg.eval.emotions else None
+    scores = score_intervals(intervals, gt, emotions)
+    official, reference = scores["official"], scores["reference"]
+    pred = intervals[STRS_COLUMNS].reset_index(drop=True)
+    per_fold = per_fold_metrics(intervals, gt, complete, emotions)
+    folds_df = _fold_rows(states, per_fold)
+    synthetic = bool(info.get("dataset", {}).get("synthetic",
+                                                  is_synthetic_dataset(cfg.dataset.root)))
+    paper = _paper_rows(cfg, synthetic, official, reference)
+
+    metrics: dict[str, Any] = {
+        "run": info.get("run_name", run_dir.name),
+        "run_dir": str(run_dir),
+        "created": _now(),
+        "dataset": {"name": cfg.dataset.name, "layout": cfg.dataset.layout,
+                    "synthetic": synthetic, "fps": cfg.dataset.fps,
+                    "frame_skip": cfg.dataset.frame_skip},
+        "complete": not missing,
+        "expected_folds": expected,
+        "completed_folds": complete,
+        "missing_folds": [s.fold for s in missing],
+        "missing_reasons": {s.fold: s.reason for s in missing},
+        "emotions": list(official.emotions),
+        "official": official.to_dict(),
+        "reference": reference.to_dict(),
+        "reference_emotions": list(reference.emotions),
+        "per_class": _per_class(pred, gt, official),
+        "n_predictions": int(len(pred)),
+        "n_ground_truth": int(len(gt)),
+        "pred_unscored": int(official.pred_unscored),
+        "gt_unscored": int(official.gt_unscored),
+        "fold_config_hash": config_hash,
+    }
+    if paper is not None:
+        metrics["paper"] = {name: nums.model_dump() for name, nums in cfg.paper.items()}
+
+    out = run_dir / REPORT_DIR
+    plots_dir = out / "plots"
+    images: list[_Image] = []
+
+    # Per-video score curves.
+    score_images: list[_Image] = []
+    all_videos: list[tuple[str, str]] = []
+    fold_of: dict[tuple[str, str], str] = {}
+    for f in complete:
+        for v in states[[s.fold for s in states].index(f)].marker.get("test_videos", []):
+            all_videos.append((str(f), str(v)))
+            fold_of[(str(f), str(v))] = f
+    shown = _pick_videos(all_videos, max(0, int(max_videos)))
+    scores_cache: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}
+    for subj, vid in shown:
+        f = fold_of[(subj, vid)]
+        if f not in scores_cache:
+            scores_cache[f] = read_scores(run_dir / "folds" / f)
+        table, meta = scores_cache[f]
+        grp = table[(table["subject"].astype(str) == subj) & (table["video"].astype(str) == vid)]
+        grp = grp.sort_values("index")
+        spot = grp["spot"].to_numpy(np.float64)
+        k_p = int(meta.get("k_p") or 1)
+        smoothed = box_smooth(spot, 2 * k_p) if len(spot) else spot
+        thr = peak_threshold(smoothed, cfg.decode.p) if len(spot) else None
+        g = gt[(gt["subject"] == subj) & (gt["video"] == vid)]
+        p = intervals[(intervals["subject"].astype(str) == subj)
+                      & (intervals["video"].astype(str) == vid)]
+        png = score_curve_png(grp["frame"].to_numpy(), spot, gt=g, pred=p, smoothed=smoothed,
+                              threshold=thr,
+                              title=f"subject {subj}, video {vid}: {len(g)} true, {len(p)} "
+                                    f"predicted (k_p={k_p})")
+        score_images.append(_Image(f"score_{_safe_file_part(subj)}_{_safe_file_part(vid)}.png",
+                                   png, f"Spot score of subject {subj}, video {vid}"))
+    m, rows, cols = _confusion(official, gt)
+    images.append(_Image("confusion.png", confusion_png(
+        m, rows, cols, title=f"Analysis on spotted intervals ({int(m.sum())} pairs)"),
+        "Analysis confusion matrix on the spotted (true positive) intervals"))
+    images.append(_Image("subject_f1.png", subject_f1_png(
+        [s.fold for s in states],
+        [float(per_fold.set_index("fold").loc[s.fold, "spot_f1"]) if s.complete else None
+         for s in states], pooled=official.spot_f1, title="Spotting F1 per subject"),
+        "Spotting F1 per subject (fold); n/a = fold missing"))
+    images.append(_Image("durations.png", durations_png(
+        (intervals["offset"] - intervals["onset"] + 1).to_numpy(),
+        (gt["offset"] - gt["onset"] + 1).to_numpy(), fps=cfg.dataset.fps,
+        title="Predicted vs true micro-expression durations"),
+        "Durations of predicted and true intervals"))
+
+    # Tables and files.
+    files: dict[str, Path] = {}
+    files["predictions"] = write_text_atomic(out / "predictions.csv", pred.to_csv(index=False))
+    files["ground_truth"] = write_text_atomic(out / "ground_truth.csv",
+                                              gt[STRS_COLUMNS].to_csv(index=False))
+    files["intervals"] = write_text_atomic(out / "intervals.csv",
+                                           intervals[OUTPUT_COLUMNS].to_csv(index=False))
+    import pyarrow as pa
+
+    files["folds"] = write_parquet_atomic(out / "folds.parquet",
+                                          pa.Table.from_pandas(folds_df, preserve_index=False))
+    plot_paths = []
+    for img in images + score_images:
+        plot_paths.append(write_bytes_atomic(plots_dir / img.name, img.data))
+    keep = {p.name for p in plot_paths}
+    for old in plots_dir.glob("*.png"):
+        if old.name not in keep:  # curves of videos no longer shown
+            old.unlink(missing_ok=True)
+    metrics["shown_videos"] = [list(sv) for sv in shown]
+    metrics["n_videos"] = len(all_videos)
+    metrics["plots"] = sorted(keep)
+    metrics = _clean(metrics)
+    files["metrics"] = write_json_atomic(out / "metrics.json", metrics)
+
+    blocks = _document(cfg, metrics, official, reference, folds_df, states, paper, images,
+                       score_images, shown, all_videos, max_videos)
+    title = f"vrme report: {metrics['run']}"
+    files["markdown"] = write_text_atomic(out / "report.md", _md(blocks))
+    files["html"] = write_text_atomic(out / "report.html", _html(title, blocks))
+    log.info("report of %d/%d folds written to %s (official STRS %s)", len(complete),
+             len(expected), files["html"], _fmt(official.strs))
+    return ReportResult(report_dir=out, html=files["html"], markdown=files["markdown"],
+                        metrics_path=files["metrics"], folds_path=files["folds"],
+                        predictions=files["predictions"], ground_truth=files["ground_truth"],
+                        plots=plot_paths, metrics=metrics, complete=not missing,
+                        missing_folds=[s.fold for s in missing], shown_videos=shown)
+
+
+def _document(cfg: Config, metrics: dict[str, Any], official: Any, reference: Any,
+              folds_df: pd.DataFrame, states: list[FoldState], paper: list[list[Any]] | None,
+              images: list[_Image], score_images: list[_Image],
+              shown: list[tuple[str, str]], all_videos: list[tuple[str, str]],
+              max_videos: int) -> list[tuple[str, Any]]:
+    ds = metrics["dataset"]
+    b: list[tuple[str, Any]] = [("h1", f"vrme report: {metrics['run']}")]
+    kind = "synthetic" if ds["synthetic"] else "real"
+    b.append(("p", f"Dataset {ds['name']} ({ds['layout']} layout, {kind}), {ds['fps']:g} fps, "
+                   f"frame skip {ds['frame_skip']}. Leave-one-subject-out: "
+                   f"{len(metrics['completed_folds'])} of {len(metrics['expected_folds'])} folds "
+                   f"complete; {metrics['n_predictions']} predicted and "
+                   f"{metrics['n_ground_truth']} true micro-expressions. Frame numbers are "
+                   f"original numbers. Built {metrics['created']}."))
+    if not metrics["complete"]:
+        miss = ", ".join(f"{f} ({metrics['missing_reasons'][f]})"
+                         for f in metrics["missing_folds"])
+        b.append(("warn", f"Incomplete run: missing folds {miss}. The numbers below cover the "
+                          "complete folds only."))
+    b.append(("h2", "Headline numbers"))
+    b.append(("p", "Official = the MEGC STRS evaluator (the number to report); paper-code "
+                   "scoring = the reference implementation's own evaluator (soft matching, "
+                   "negative/positive/surprise only), shown to compare with published numbers."))
+    rows = []
+    for key, label in (("strs", "STRS"), ("spot_tp", "spot TP"), ("spot_fp", "spot FP"),
+                       ("spot_fn", "spot FN"), ("spot_precision", "spot precision"),
+                       ("spot_recall", "spot recall"), ("spot_f1", "spot F1"),
+                       ("analysis_precision", "analysis precision"),
+                       ("analysis_recall", "analysis recall"), ("analysis_f1", "analysis F1"),
+                       ("analysis_uf1", "analysis UF1")):
+        rows.append([label, metrics["official"][key], metrics["reference"][key]])
+    b.append(("table", _Table(["metric", "official", "paper-code scoring"], rows)))
+    if paper is not None:
+        b.append(("h2", "Beside the paper (Table 3)"))
+        b.append(("p", "Published numbers come from the config's paper section. The paper's "
+                       "own numbers were computed with the paper-code scoring and with k_p "
+                       "estimated over all subjects; this run estimates priors per fold."))
+        b.append(("table", _Table(["method", "STRS", "spot F1", "recog F1"], paper)))
+    b.append(("h2", "Per emotion"))
+    b.append(("p", "Spot recall: share of the emotion's true intervals that were spotted. "
+                   "Spot precision: share of intervals predicted with that emotion that match a "
+                   "true interval. Analysis: official one-vs-rest on the spotted pairs."))
+    prow = []
+    for e, r in metrics["per_class"].items():
+        prow.append([e, r["n_gt"], r["n_pred"], r["spotted"], r["spot_recall"],
+                     r["spot_precision"], r.get("analysis_precision"),
+                     r.get("analysis_recall"), r.get("analysis_f1")])
+    b.append(("table", _Table(["emotion", "true", "predicted", "spotted", "spot recall",
+                               "spot precision", "analysis precision", "analysis recall",
+                               "analysis F1"], prow)))
+    for img in images:
+        b.append(("img", img))
+    b.append(("h2", "Per fold"))
+    frows = [[r.fold, r.status, r.strs, r.spot_f1, r.analysis_f1, r.n_pred, r.n_gt,
+              None if pd.isna(r.k_p) else int(r.k_p), r.train_s, r.final_loss]
+             for r in folds_df.itertuples(index=False)]
+    b.append(("table", _Table(["fold", "status", "STRS", "spot F1", "analysis F1", "predicted",
+                               "true", "k_p", "train s", "final loss"], frows)))
+    b.append(("h2", "Score curves"))
+    names = ", ".join(f"{s}/{v}" for s, v in shown)
+    b.append(("p", f"Per-frame spot score of {len(shown)} of {len(all_videos)} videos "
+                   f"(round-robin over subjects, at most {max_videos}): {names}. Shaded bands "
+                   "= true micro-expressions, bars under the curve = predicted intervals (tick "
+                   "= apex), coloured by emotion; dashed = smoothed score, dotted = peak "
+                   "threshold."))
+    for img in score_images:
+        b.append(("img", img))
+    return b
