@@ -218,3 +218,56 @@ def outputs_exist(result: Any) -> bool:
     elif isinstance(result, list):
         paths += [r["path"] for r in result if isinstance(r, dict) and r.get("path")]
     return all(Path(p).exists() for p in paths)
+
+
+# -- final model, predictions, one video --------------------------------------------------------
+
+
+def _final_key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str:
+    from vrme.features import features_dir
+    from vrme.final import plan_final
+    from vrme.train import fold_config_hash
+
+    cfg = _key_cfg(parameters)
+    plan = plan_final(cfg, cfg.ingest_dir / "manifest.parquet", cfg.ingest_dir / "labels.parquet",
+                      features_dir(cfg))
+    return cache_key("final", fold_config_hash(cfg), plan.input_fingerprint, str(cfg.out_dir),
+                     cfg.run_name)
+
+
+@task(name="train-final", persist_result=True, cache_key_fn=_final_key,
+      cache_expiration=CACHE_EXPIRATION)
+def train_final_task(cfg: Config) -> dict[str, Any]:
+    """Train the final model on every subject; return its folder."""
+    from vrme.final import train_final
+
+    folder = train_final(cfg, progress=False)
+    return {"model_dir": str(folder), "files": {"model": str(Path(folder) / "model.json")}}
+
+
+@task(name="predict", persist_result=False)
+def predict_task(models: list[str], root: str, out_csv: str, cache_dir: str,
+                 fps: float | None = None) -> dict[str, Any]:
+    """MEGC submission CSV for every video under ``root`` with the given model(s)."""
+    from vrme.predict import load_models, predict_folder
+
+    ens = load_models([Path(m) for m in models])
+    pred = predict_folder(ens, root, out_csv, cache_dir=cache_dir, fps=fps, workers=1,
+                          progress=False)
+    return {"csv": str(out_csv), "n_intervals": int(len(pred.intervals)),
+            "videos": pred.videos.to_dict(orient="records")}
+
+
+@task(name="spot", persist_result=False)
+def spot_task(video: str, models: list[str], cache_dir: str, plot: str | None = None,
+              fps: float | None = None) -> dict[str, Any]:
+    """Spot one video; return its intervals (and write the score plot if asked)."""
+    from vrme.io import write_bytes_atomic
+    from vrme.predict import load_models, spot_plot_png, spot_video
+
+    ens = load_models([Path(m) for m in models])
+    res = spot_video(video, ens, cache_dir=cache_dir, fps=fps, workers=1, progress=False)
+    if plot:
+        write_bytes_atomic(plot, spot_plot_png(res))
+    intervals, _ = res
+    return {"intervals": intervals.to_dict(orient="records"), "plot": plot}

@@ -146,3 +146,31 @@ def test_video_status_tables_are_written(prefect_harness, tiny_synth_root, tmp_p
     status = pd.read_csv(run / "features_status.csv", dtype=str)
     assert set(status["status"]) <= {"computed", "cached"} and len(status) == 3
     assert (run / "run.json").is_file() and (run / "manifest.parquet").is_file()
+
+
+def test_final_model_predict_and_spot_flows(prefect_harness, tiny_synth_root, tmp_path):
+    from flows.final import predict_flow, spot_flow, train_final_flow
+    from vrme.predict import check_megc_csv
+
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    state = train_final_flow(config=str(cfg), return_state=True)
+    assert state.is_completed(), state.message
+    model_dir = Path(state.result()["model_dir"])
+    assert (model_dir / "model.pt").is_file() and (model_dir / "model.json").is_file()
+    again = train_final_flow(config=str(cfg), return_state=True)
+    assert [s for n, s in task_states(again).items() if n.startswith("train-final")] == ["Cached"]
+
+    out_csv = tmp_path / "submission.csv"
+    pred = predict_flow(model=[str(model_dir)], root=str(tiny_synth_root / "data"),
+                        out=str(out_csv), cache=str(tmp_path / "cache"), return_state=True)
+    assert pred.is_completed(), pred.message
+    check_megc_csv(out_csv)
+    assert len(pred.result()["videos"]) == 3
+
+    plot = tmp_path / "spot.png"
+    spot = spot_flow(video=str(tiny_synth_root / "data" / "spNO.1" / "a" / "color"),
+                     model=[str(model_dir)], plot=str(plot), cache=str(tmp_path / "cache"),
+                     return_state=True)
+    assert spot.is_completed(), spot.message
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert isinstance(spot.result()["intervals"], list)

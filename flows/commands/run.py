@@ -79,21 +79,66 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     @friendly_errors
-    def serve_cmd(config: ConfigOpt, cron: Annotated[str, typer.Option(
+    def serve_cmd(cron: Annotated[str, typer.Option(
                       "--cron", help='Cron schedule, e.g. "0 2 * * *" (02:00 every night).')],
+                  config: Annotated[Path | None, typer.Option(
+                      "--config", "-c", help="YAML config (benchmark, train-final).")] = None,
                   root: RootOpt = None, out: OutOpt = None, set_: SetOpt = None,
+                  flow_name: Annotated[str, typer.Option(
+                      "--flow", help="Which flow: benchmark, train-final, predict, report.")
+                  ] = "benchmark",
+                  param: Annotated[list[str] | None, typer.Option(
+                      "--param", help="Parameter of a predict/report flow, key=value "
+                      "(repeatable), e.g. --param model=runs/x --param root=/megc")] = None,
                   name: Annotated[str | None, typer.Option("--name", help="Deployment name; "
                                   "default <run name>-scheduled.")] = None) -> None:
-        """Serve the benchmark as a Prefect deployment on a cron schedule (blocks; stop with
-        Ctrl-C). Runs appear in the Prefect UI; see README 'Schedules'."""
+        """Serve a vrme flow (default: the benchmark) as a Prefect deployment on a cron
+        schedule; blocks until Ctrl-C. Runs appear in the Prefect UI (README: Schedules)."""
         from prefect.client.schemas.schedules import CronSchedule
 
-        cfg = load(config, set_, root, out)
-        CronSchedule(cron=cron)  # validates the expression before anything starts
-        from flows.benchmark import benchmark_flow
+        from vrme.errors import UserError
 
-        params = {"config": str(config.resolve()), "overrides": list(set_ or []),
-                  "root": str(cfg.dataset.root) if cfg.dataset.root else None,
-                  "out": str(cfg.out_dir)}
-        benchmark_flow.serve(name=name or f"{cfg.run_name}-scheduled", cron=cron,
-                             parameters=params, pause_on_shutdown=False)
+        CronSchedule(cron=cron)  # validates the expression before anything starts
+        flows = _serveable_flows()
+        if flow_name not in flows:
+            raise UserError(f"--flow {flow_name!r}: choose one of {', '.join(flows)}")
+        target = flows[flow_name]
+        if flow_name in ("benchmark", "train-final"):
+            if config is None:
+                raise UserError(f"--flow {flow_name} needs --config")
+            cfg = load(config, set_, root, out)
+            params: dict[str, Any] = {
+                "config": str(config.resolve()), "overrides": list(set_ or []),
+                "root": str(cfg.dataset.root) if cfg.dataset.root else None,
+                "out": str(cfg.out_dir)}
+            default_name = f"{cfg.run_name}-scheduled"
+        else:
+            params = _parse_params(param or [])
+            if flow_name == "predict" and isinstance(params.get("model"), str):
+                params["model"] = [params["model"]]
+            default_name = f"{flow_name}-scheduled"
+        target.serve(name=name or default_name, cron=cron, parameters=params,
+                     pause_on_shutdown=False)
+
+
+def _serveable_flows() -> dict[str, Any]:
+    from flows.benchmark import benchmark_flow
+    from flows.final import predict_flow, train_final_flow
+    from flows.report import report_flow
+
+    return {"benchmark": benchmark_flow, "train-final": train_final_flow,
+            "predict": predict_flow, "report": report_flow}
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    from vrme.errors import UserError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--param {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v) if v.strip() else None
+    return out
