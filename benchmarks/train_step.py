@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -207,10 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": platform.machine(), "processor": platform.processor(),
+        "machine": platform.machine(), "cpus": os.cpu_count(),
+        "load_avg_1min_start": os.getloadavg()[0],
     }
     print(f"# train step benchmark  torch {env['torch']}  threads {env['threads']}  "
-          f"{env['cpu_capability']}  steps {args.steps} (+{args.warmup} warm-up)")
+          f"{env['cpu_capability']}  cpus {env['cpus']}  steps {args.steps} (+{args.warmup} warm-up)")
     results: dict = {"env": env, "steps": {}, "blocks": {}}
     for sname in args.settings.split(","):
         cfg, batch, k = settings[sname]
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 print(f"| {r['path']} | {r['shape']} | {r['variant']} | {r['ms_median']:.1f} | "
                       f"{r['ms_min']:.1f} | {r['saved_mib']:.1f} |")
+    results["env"]["load_avg_1min_end"] = os.getloadavg()[0]
+    print(f"\nload average (1 min) at start {env['load_avg_1min_start']:.2f}, "
+          f"at end {results['env']['load_avg_1min_end']:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

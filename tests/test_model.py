@@ -45,19 +45,20 @@ def _fwd_bwd(fn, inputs, kwargs, seed=3):
     return y, grads
 
 
+@pytest.mark.parametrize("items_per_chunk", [0, 1, 2])  # 0: the default chunking
 @pytest.mark.parametrize(
     "shape,kwargs",
     [
         ((3, 16, 6, 4), dict(delta_softplus=True)),
         ((5, 30, 8, 4), dict(delta_softplus=True)),
         ((2, 1, 4, 3), dict(delta_softplus=True)),  # a single time step
-        ((2, 2, 4, 3), dict(delta_softplus=True)),
-        ((2, 10, 4, 3), dict(delta_softplus=True)),  # backward segments of 4, 4, 2 steps
         ((4, 9, 5, 7), dict(delta_softplus=False)),
     ],
 )
-def test_scan_matches_sequential_loop_float64(shape, kwargs):
+def test_scan_matches_sequential_loop_float64(monkeypatch, items_per_chunk, shape, kwargs):
     b, L, D, N = shape
+    if items_per_chunk:  # process the batch in chunks of this many items (last one partial)
+        monkeypatch.setattr(scan_mod, "_CHUNK_ELEMS", items_per_chunk * L * D * N)
     ours = _scan_inputs(b, L, D, N, seed=1)
     ref = [t.detach().clone().requires_grad_(True) for t in ours]
     if not kwargs["delta_softplus"]:  # keep delta positive without softplus
