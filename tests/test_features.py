@@ -96,8 +96,8 @@ def test_me_moves_eyebrow_rois_only(me_video):
     apex = ME[0] + (ME[1] - ME[0]) // 2
     # Window 3 starts at 30 (< onset) and ends at 49; window 4 starts at onset 40.
     w = 3
-    col = apex - vf.start_index[w] if apex < vf.start_index[w] + K else None
-    col = 19 if col is None else col
+    col = apex - vf.start_index[w]
+    assert 0 < col < K
     brows = [y_row(n) for n in ROI_NAMES if n.startswith("brow")]
     others = [r for n in ROI_NAMES if n.startswith(("mouth", "nose")) for r in (2 * ROW[n],
                                                                             2 * ROW[n] + 1)]
