@@ -17,7 +17,6 @@ The model folder (default ``<out>/final/<run name>/``) holds:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -26,21 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from vrme.config import Config, stable_hash
-from vrme.errors import DataError
+from vrme.config import Config
 from vrme.io import atomic_path, write_json_atomic
+from vrme.train import FINAL_FOLD
 
 log = logging.getLogger(__name__)
 
 FINAL_FORMAT = 1
 MODEL_INFO_FILE = "model.json"
-FINAL_FOLD = "all"
-"""The ``fold`` recorded in a final model's ``model.pt``."""
-
-
 def final_model_dir(cfg: Config) -> Path:
     """Default folder of a config's final model: ``<out>/final/<run name>``."""
     return cfg.out_dir / "final" / cfg.run_name
@@ -54,66 +48,9 @@ def plan_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str],
     fold, priors from every label. Returns a :class:`vrme.train.FoldPlan` with fold ``"all"``
     and no test video. Raises :class:`DataError` when a needed feature file is missing or no
     video has a micro-expression."""
-    from vrme.priors import estimate_priors
-    from vrme.train import FoldPlan, as_table, subject_sort_key
-    from vrme.windows import (events_to_index, feature_path, micro_events, scan_video,
-                              select_training_windows)
+    from vrme.train import plan_fold
 
-    manifest = as_table(manifest, "manifest")
-    labels = as_table(labels, "labels")
-    if cfg.train.shuffle_labels:
-        log.warning("train.shuffle_labels is a control for leave-one-subject-out runs; the "
-                    "final model is trained on the real labels")
-    ev_all = micro_events(labels.assign(subject=labels["subject"].astype(str),
-                                        video=labels["video"].astype(str)))
-    labelled = set(zip(ev_all["subject"], ev_all["video"]))
-    refs = {}
-    missing = []
-    for row in manifest.itertuples(index=False):
-        key = (str(row.subject), str(row.video))
-        if not feature_path(features_dir, key[0], key[1]).is_file():
-            if cfg.train.train_videos == "all" or key in labelled:
-                missing.append(key)
-            continue
-        refs[key] = scan_video(features_dir, key[0], key[1], k=cfg.features.k,
-                               frame_skip=cfg.dataset.frame_skip,
-                               first_frame=int(row.first_frame))
-    if missing:
-        s, v = sorted(missing)[0]
-        raise DataError(f"final model: feature file missing for {len(missing)} video(s), e.g. "
-                        f"{feature_path(features_dir, s, v)}; run the features step first")
-    events: dict[tuple[str, str], pd.DataFrame] = {}
-    for (subj, vid), grp in ev_all.groupby(["subject", "video"], sort=False):
-        ref = refs.get((str(subj), str(vid)))
-        if ref is None:
-            log.warning("labels name video %s of subject %s, which has no features; its %d "
-                        "events are ignored", vid, subj, len(grp))
-            continue
-        events[ref.key] = events_to_index(grp, ref.first_frame, ref.frame_skip)
-    videos = list(refs.values())
-    if cfg.train.train_videos == "with_me":
-        videos = [r for r in videos if r.key in events and len(events[r.key])]
-    videos.sort(key=lambda r: (subject_sort_key(r.subject), r.video))
-    if not videos:
-        raise DataError("final model: no video with a micro-expression to train on")
-    subjects = sorted({r.subject for r in videos}, key=subject_sort_key)
-    selection = select_training_windows(videos, events, cfg.train.ratio, cfg.train.seed,
-                                        n_classes=cfg.model.n_classes)
-    durations = np.concatenate([(e["offset_index"] - e["onset_index"]).to_numpy(np.int64)
-                                for e in events.values()])
-    priors = estimate_priors(durations, selection.class_counts, cfg.priors,
-                             synergy_strategy=cfg.decode.synergy_strategy,
-                             subjects=sorted({k[0] for k in events}, key=subject_sort_key),
-                             frame_skip=cfg.dataset.frame_skip)
-    priors = dataclasses.replace(priors, scope="all")
-    label_cols = ["subject", "video", "onset", "apex", "offset", "emotion"]
-    fingerprint = stable_hash({
-        "features": [[r.subject, r.video, r.n_windows, r.meta] for r in videos],
-        "labels": ev_all[label_cols].astype(str).to_numpy().tolist(),
-    }, length=16)
-    return FoldPlan(fold=FINAL_FOLD, train_subjects=subjects, train_videos=videos,
-                    test_videos=[], events=events, selection=selection, priors=priors,
-                    input_fingerprint=fingerprint)
+    return plan_fold(cfg, None, manifest, labels, features_dir)
 
 
 def read_model_info(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ augmentation is drawn uniformly in ``train.scale_aug`` (the reference draws whol
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -137,7 +138,11 @@ def _events_by_video(ev: pd.DataFrame, refs: dict[tuple[str, str], VideoRef]
     return out
 
 
-def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
+FINAL_FOLD = "all"
+"""The ``fold`` of a final model's plan (every subject trains, none is held out)."""
+
+
+def plan_fold(cfg: Config, fold: str | None, manifest: pd.DataFrame | str | os.PathLike[str],
               labels: pd.DataFrame | str | os.PathLike[str],
               features_dir: str | os.PathLike[str]) -> FoldPlan:
     """Choose a fold's training windows and estimate its priors, without reading any values.
@@ -145,20 +150,30 @@ def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike
     The held-out subject's labels are validated but never used unless ``priors.scope`` is
     ``global`` (the reference's leaky behaviour, for comparison only): they cannot influence the
     selection, the class weights, the input fingerprint or, with the default scope, k_p.
+
+    ``fold=None`` plans a final model: every subject trains, there is no test video, the
+    priors come from every label (scope ``"all"``) and ``train.shuffle_labels`` is ignored.
     """
+    final = fold is None
+    where = "final model" if final else f"fold {fold}"
     manifest = as_table(manifest, "manifest")
     labels = as_table(labels, "labels")
-    fold = str(fold)
     manifest = manifest.assign(subject=manifest["subject"].astype(str),
                                video=manifest["video"].astype(str))
-    if fold not in set(manifest["subject"]):
-        raise DataError(f"fold subject {fold!r} has no video in the manifest")
+    if not final:
+        fold = str(fold)
+        if fold not in set(manifest["subject"]):
+            raise DataError(f"fold subject {fold!r} has no video in the manifest")
     refs, missing = _video_refs(manifest, Path(features_dir), cfg)
     ev_all = micro_events(labels.assign(subject=labels["subject"].astype(str),
                                         video=labels["video"].astype(str)))
-    ev_train = ev_all[ev_all["subject"] != fold]
+    ev_train = ev_all if final else ev_all[ev_all["subject"] != fold]
     events = _events_by_video(ev_train, refs)
-    if cfg.train.shuffle_labels:
+    shuffle = cfg.train.shuffle_labels and not final
+    if final and cfg.train.shuffle_labels:
+        log.warning("train.shuffle_labels is a control for leave-one-subject-out runs; the "
+                    "final model is trained on the real labels")
+    if shuffle:
         flat = pd.concat(list(events.values()), ignore_index=True) if events else None
         if flat is not None and len(flat):
             n_frames = {key: ref.n_frames for key, ref in refs.items()}
@@ -166,19 +181,21 @@ def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike
             events = {(str(s), str(v)): g.reset_index(drop=True)
                       for (s, v), g in flat.groupby(["subject", "video"], sort=False)}
 
-    train_videos = [r for key, r in refs.items() if key[0] != fold]
+    train_videos = [r for key, r in refs.items() if final or key[0] != fold]
     if cfg.train.train_videos == "with_me":
         train_videos = [r for r in train_videos if r.key in events and len(events[r.key])]
-    needed = {key for key in missing if key[0] == fold or cfg.train.train_videos == "all"
-              or key in set(map(tuple, ev_train[["subject", "video"]].to_numpy().tolist()))}
+    labelled = set(map(tuple, ev_train[["subject", "video"]].to_numpy().tolist()))
+    needed = {key for key in missing if (not final and key[0] == fold)
+              or cfg.train.train_videos == "all" or key in labelled}
     if needed:
         subj, vid = sorted(needed)[0]
-        raise DataError(f"fold {fold}: feature file missing for {len(needed)} video(s), e.g. "
+        raise DataError(f"{where}: feature file missing for {len(needed)} video(s), e.g. "
                         f"{feature_path(features_dir, subj, vid)}; run the features step first")
     train_videos.sort(key=lambda r: (subject_sort_key(r.subject), r.video))
     if not train_videos:
-        raise DataError(f"fold {fold}: no training video with a micro-expression")
-    test_videos = sorted((r for key, r in refs.items() if key[0] == fold), key=lambda r: r.video)
+        raise DataError(f"{where}: no training video with a micro-expression")
+    test_videos = [] if final else sorted((r for key, r in refs.items() if key[0] == fold),
+                                          key=lambda r: r.video)
     train_subjects = sorted({r.subject for r in train_videos}, key=subject_sort_key)
 
     selection = select_training_windows(train_videos, events, cfg.train.ratio, cfg.train.seed,
@@ -186,7 +203,7 @@ def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike
     if cfg.priors.scope == "global":
         prior_events = _events_by_video(ev_all, refs)
     else:
-        prior_events = events if not cfg.train.shuffle_labels else _events_by_video(ev_train, refs)
+        prior_events = events if not shuffle else _events_by_video(ev_train, refs)
     durations = np.concatenate(
         [(e["offset_index"] - e["onset_index"]).to_numpy(np.int64) for e in prior_events.values()]
     ) if prior_events else np.zeros(0, np.int64)
@@ -194,6 +211,8 @@ def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike
     priors = estimate_priors(durations, selection.class_counts, cfg.priors,
                              synergy_strategy=cfg.decode.synergy_strategy,
                              subjects=prior_subjects, frame_skip=cfg.dataset.frame_skip)
+    if final:
+        priors = dataclasses.replace(priors, scope="all")
 
     label_cols = ["subject", "video", "onset", "apex", "offset", "emotion"]
     used_labels = ev_all if cfg.priors.scope == "global" else ev_train
@@ -203,9 +222,9 @@ def plan_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike
                      if key in used],
         "labels": used_labels[label_cols].astype(str).to_numpy().tolist(),
     }, length=16)
-    return FoldPlan(fold=fold, train_subjects=train_subjects, train_videos=train_videos,
-                    test_videos=test_videos, events=events, selection=selection, priors=priors,
-                    input_fingerprint=fingerprint)
+    return FoldPlan(fold=FINAL_FOLD if final else fold, train_subjects=train_subjects,
+                    train_videos=train_videos, test_videos=test_videos, events=events,
+                    selection=selection, priors=priors, input_fingerprint=fingerprint)
 
 
 @dataclass
