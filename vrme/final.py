@@ -28,8 +28,7 @@ from typing import Any
 import pandas as pd
 
 from vrme.config import Config
-from vrme.io import atomic_path, write_json_atomic
-from vrme.train import FINAL_FOLD
+from vrme.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +93,8 @@ def train_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str] | N
 
     from vrme.features import feature_hash, feature_params
     from vrme.features import features_dir as default_features_dir
-    from vrme.train import (fit, fold_config_hash, load_training_windows, resolve_device,
-                            seed_everything)
+    from vrme.train import fit_plan, fold_config_hash
 
-    if model_factory is None:
-        from vrme.model import build_model as model_factory
     manifest = manifest if manifest is not None else cfg.ingest_dir / "manifest.parquet"
     labels = labels if labels is not None else cfg.ingest_dir / "labels.parquet"
     feats_dir = Path(features_dir) if features_dir is not None else default_features_dir(cfg)
@@ -112,25 +108,8 @@ def train_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str] | N
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_INFO_FILE).unlink(missing_ok=True)
     priors = plan.priors
-    priors.save(out / "priors.json")
-    data = load_training_windows(plan)
-    timings = {"load_s": time.perf_counter() - t0}
-    log.info("final model: %d training windows (%d with ME, %d ME-free) from %d videos of %d "
-             "subjects; k_p=%d", len(data.x), plan.selection.n_me, plan.selection.n_free,
-             len(plan.train_videos), len(plan.train_subjects), priors.k_p)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
-    model = model_factory(cfg.model, cfg.features.k).to(device)
-    t1 = time.perf_counter()
-    history = fit(model, data, priors, cfg, device, progress=progress, label=FINAL_FOLD)
-    timings["train_s"] = time.perf_counter() - t1
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
-                    "priors": priors.to_dict(), "fold": FINAL_FOLD, "config_hash": config_hash},
-                   tmp)
+    _, history, device, timings = fit_plan(cfg, plan, out, progress=progress,
+                                           model_factory=model_factory)
     timings["total_s"] = time.perf_counter() - t0
     info = {
         "format": FINAL_FORMAT,

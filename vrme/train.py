@@ -514,6 +514,46 @@ def load_fold_result(fold_dir: str | os.PathLike[str]) -> FoldResult:
     )
 
 
+def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = True,
+             model_factory: ModelFactory | None = None) -> tuple[Any, list[dict[str, float]],
+                                                                 Any, dict[str, float]]:
+    """Train the network a plan describes and save ``priors.json`` and ``model.pt`` (state
+    dict, model config, k, priors, fold, config hash) into ``out_dir``.
+
+    Returns (model, loss history, device, timings with load_s and train_s). Shared by the
+    folds and the final model, so both train exactly the same way.
+    """
+    import torch
+
+    if model_factory is None:
+        from vrme.model import build_model as model_factory
+    t0 = time.perf_counter()
+    priors = plan.priors
+    priors.save(out_dir / "priors.json")
+    data = load_training_windows(plan)
+    timings = {"load_s": time.perf_counter() - t0}
+    what = "final model" if plan.fold == FINAL_FOLD else f"fold {plan.fold}"
+    log.info("%s: %d training windows (%d with ME, %d ME-free of %d) from %d videos of %d "
+             "subjects; k_p=%d; class weights %s", what, len(data.x), plan.selection.n_me,
+             plan.selection.n_free, plan.selection.n_free_available, len(plan.train_videos),
+             len(plan.train_subjects), priors.k_p, [round(w, 3) for w in priors.class_weights])
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    model = model_factory(cfg.model, cfg.features.k).to(device)
+    t1 = time.perf_counter()
+    history = fit(model, data, priors, cfg, device, progress=progress, label=plan.fold)
+    timings["train_s"] = time.perf_counter() - t1
+    del data
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
+                    "priors": priors.to_dict(), "fold": plan.fold,
+                    "config_hash": fold_config_hash(cfg)}, tmp)
+    return model, history, device, timings
+
+
 def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
                labels: pd.DataFrame | str | os.PathLike[str],
                features_dir: str | os.PathLike[str], fold_dir: str | os.PathLike[str],
@@ -526,8 +566,6 @@ def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLik
     """
     import torch
 
-    if model_factory is None:
-        from vrme.model import build_model as model_factory
     fold = str(fold)
     fold_dir = Path(fold_dir)
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -537,28 +575,10 @@ def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLik
 
     plan = plan_fold(cfg, fold, manifest, labels, features_dir)
     priors = plan.priors
-    priors.save(fold_dir / "priors.json")
-    data = load_training_windows(plan)
-    timings["load_s"] = time.perf_counter() - t0
-    log.info("fold %s: %d training windows (%d with ME, %d ME-free of %d) from %d videos; "
-             "k_p=%d; class weights %s", fold, len(data.x), plan.selection.n_me,
-             plan.selection.n_free, plan.selection.n_free_available, len(plan.train_videos),
-             priors.k_p, [round(w, 3) for w in priors.class_weights])
-
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
-    model = model_factory(cfg.model, cfg.features.k).to(device)
-    t1 = time.perf_counter()
-    history = fit(model, data, priors, cfg, device, progress=progress, label=fold)
-    timings["train_s"] = time.perf_counter() - t1
-    del data
+    model, history, device, fit_timings = fit_plan(cfg, plan, fold_dir, progress=progress,
+                                                   model_factory=model_factory)
+    timings.update(fit_timings)
     config_hash = fold_config_hash(cfg)
-    with atomic_path(fold_dir / "model.pt") as tmp:
-        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
-                    "priors": priors.to_dict(), "fold": fold, "config_hash": config_hash}, tmp)
 
     t2 = time.perf_counter()
     scores_parts, interval_parts = [], []
