@@ -79,14 +79,19 @@ def fold_dir_for(run_dir: str | os.PathLike[str], subject: str) -> Path:
     return Path(run_dir) / "folds" / str(subject)
 
 
+def finished_folds(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Names of the complete folds under ``run_dir/folds``, in subject order."""
+    root = Path(run_dir) / "folds"
+    names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    return sorted((n for n in names if fold_is_complete(root / n)), key=subject_sort_key)
+
+
 def pool_fold_intervals(run_dir: str | os.PathLike[str],
                         folds: list[str] | None = None) -> pd.DataFrame:
     """Concatenate the ``intervals.csv`` of the finished folds under ``run_dir/folds`` (all, or
     the named ones; a named fold that did not finish is a DataError), in fold order."""
     root = Path(run_dir) / "folds"
-    if folds is None:
-        names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-        folds = sorted((n for n in names if fold_is_complete(root / n)), key=subject_sort_key)
+    folds = finished_folds(run_dir) if folds is None else folds
     parts = []
     for f in folds:
         d = root / str(f)
@@ -104,9 +109,7 @@ def redecode_run(run_dir: str | os.PathLike[str], decode: DecodeConfig,
     ablations (interval strategy, synergy strategies 1 and 2, p, a global k_p: training does
     not depend on k_p). Returns pooled intervals."""
     root = Path(run_dir) / "folds"
-    if folds is None:
-        names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-        folds = sorted((n for n in names if fold_is_complete(root / n)), key=subject_sort_key)
+    folds = finished_folds(run_dir) if folds is None else folds
     parts = []
     for f in folds:
         scores, meta = read_scores(root / str(f))
