@@ -171,6 +171,23 @@ def _frames_or_issue(
     return out, None
 
 
+def _checked_frames(record: Mapping[str, Any], base: Issue, subject: str, video: str,
+                    issues: list[Issue]) -> dict[str, int | None] | None:
+    """Onset/apex/offset of a row whose subject and video are plain names; otherwise None with
+    the reason appended to ``issues`` (a name with a path separator or '..' is refused: a label
+    file must not be able to point outside the dataset root)."""
+    if not (safe_name(subject) and safe_name(video)):
+        issues.append(_with(base, reason="subject/video is not a plain folder name (refused: it "
+                                         "could point outside the dataset root)"))
+        return None
+    frames, bad = _frames_or_issue(
+        record, {"onset": "Onset", "apex": "Apex", "offset": "Offset"}, base)
+    if bad:
+        issues.append(bad)
+        return None
+    return frames
+
+
 def read_casme3_labels(
     path: str | os.PathLike[str], emotion_map: Mapping[str, str]
 ) -> tuple[pd.DataFrame, list[Issue]]:
@@ -191,15 +208,8 @@ def read_casme3_labels(
         if not subject_dir or not video:
             issues.append(_with(base, reason="empty Subject or Filename"))
             continue
-        if not (safe_name(subject_dir) and safe_name(video)):
-            issues.append(_with(base, reason="Subject/Filename is not a plain folder name (refused: "
-                                             "it could point outside the dataset root)"))
-            continue
-        frames, bad = _frames_or_issue(
-            rec, {"onset": "Onset", "apex": "Apex", "offset": "Offset"}, base
-        )
-        if bad:
-            issues.append(bad)
+        frames = _checked_frames(rec, base, subject_dir, video, issues)
+        if frames is None:
             continue
         raw = cell_text(rec.get("emotion")).lower()
         events.append(
@@ -278,15 +288,8 @@ def read_samm_labels(
             continue
         subject, video = sv
         base.subject, base.video = subject, video
-        if not (safe_name(subject) and safe_name(video)):
-            issues.append(_with(base, reason="Filename is not a plain name (refused: it could "
-                                             "point outside the dataset root)"))
-            continue
-        frames, bad = _frames_or_issue(
-            rec, {"onset": "Onset", "apex": "Apex", "offset": "Offset"}, base
-        )
-        if bad:
-            issues.append(bad)
+        frames = _checked_frames(rec, base, subject, video, issues)
+        if frames is None:
             continue
         onset, apex, offset = frames["onset"], frames["apex"], frames["offset"]
         if apex == -1:
