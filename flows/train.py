@@ -50,6 +50,8 @@ def train_step(cfg: Config, runner: TaskRunner, manifest_path: str, labels_path:
         raise DataError(f"unknown fold(s) {unknown}; this dataset's folds are {all_folds}")
     if cfg.train.threads is None:  # share the cores between folds running side by side
         parallel = min(len(which), cfg.orchestration.max_workers or os.cpu_count() or 1)
+        if cfg.orchestration.task_runner == "threads":
+            parallel = 1  # folds in threads of one process train one at a time (fit_plan)
         cfg = cfg.model_copy(deep=True)
         cfg.train.threads = max(1, (os.cpu_count() or 1) // max(1, parallel))
     feats = str(features_dir_of(cfg))

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -514,6 +515,10 @@ def load_fold_result(fold_dir: str | os.PathLike[str]) -> FoldResult:
     )
 
 
+_TRAIN_LOCK = threading.Lock()
+"""Serialises training within a process (see :func:`fit_plan`)."""
+
+
 def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = True,
              model_factory: ModelFactory | None = None) -> tuple[Any, list[dict[str, float]],
                                                                  Any, dict[str, float]]:
@@ -537,14 +542,18 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
              "subjects; k_p=%d; class weights %s", what, len(data.x), plan.selection.n_me,
              plan.selection.n_free, plan.selection.n_free_available, len(plan.train_videos),
              len(plan.train_subjects), priors.k_p, [round(w, 3) for w in priors.class_weights])
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
-    model = model_factory(cfg.model, cfg.features.k).to(device)
-    t1 = time.perf_counter()
-    history = fit(model, data, priors, cfg, device, progress=progress, label=plan.fold)
-    timings["train_s"] = time.perf_counter() - t1
+    # Model init and drop-path masks draw from torch's process-wide generator: folds trained
+    # side by side in threads (the threads task runner) would interleave their draws and
+    # change each other's numbers, so training holds a lock from seeding to the last step.
+    with _TRAIN_LOCK:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.train.seed)
+        model = model_factory(cfg.model, cfg.features.k).to(device)
+        t1 = time.perf_counter()
+        history = fit(model, data, priors, cfg, device, progress=progress, label=plan.fold)
+        timings["train_s"] = time.perf_counter() - t1
     del data
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
