@@ -457,8 +457,7 @@ def plan_align(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str]
     subject, video = str(row["subject"]), str(row["video"])
     out_path = Path(out_path) if out_path is not None else landmarks_path(cfg, subject, video)
     job = VideoJob(subject=subject, video=video, stage="align",
-                   skip_errors=(NoFaceError, FrameError) if cfg.features.bad_frame != "fail"
-                   else (NoFaceError,))
+                   skip_errors=(NoFaceError, FrameError))
     t0 = time.perf_counter()
     n_indices = index_count(int(row["n_frames"]), cfg.dataset.frame_skip)
     n_windows = window_count(n_indices, cfg.features.k)
@@ -532,7 +531,8 @@ def run_align(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
               progress: bool = True, force: bool = False) -> list[VideoStatus]:
     """Align every video of ``manifest`` on ``workers`` processes (default
     ``features.workers``, else the CPU count); cached videos are skipped. A video with no
-    face is reported as skipped and the run goes on."""
+    face, or with a bad frame that ``bad_frame`` does not replace, is reported as skipped
+    (the reason names the file) and the run goes on."""
     root_p = _root(cfg, root)
     n_workers = resolve_workers(workers or cfg.features.workers)
     jobs = [plan_align(cfg, r, root_p, None, n_workers, force) for r in _rows(manifest)]

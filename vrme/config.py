@@ -182,8 +182,8 @@ class FeatureConfig(_Strict):
     )
     bad_frame: Literal["fail", "repeat_previous"] = Field(
         default="repeat_previous",
-        description="Unreadable frame: repeat the previous good frame (counted and reported) "
-        "or fail naming the file.",
+        description="Bad frame (unreadable, or not the video's size): repeat the previous good "
+        "frame (counted and reported), or fail = leave the video out (skipped, naming the file).",
     )
 
     @field_validator("k")

@@ -402,8 +402,7 @@ def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     out_path = Path(out_path) if out_path is not None else feature_path(cfg, subject, video)
     lm_path = Path(lm_path) if lm_path is not None else landmarks_path(cfg, subject, video)
     job = VideoJob(subject=subject, video=video, stage="features",
-                   skip_errors=(NoFaceError, FrameError) if cfg.features.bad_frame != "fail"
-                   else (NoFaceError,))
+                   skip_errors=(NoFaceError, FrameError))
     t0 = time.perf_counter()
     n_indices = index_count(int(row["n_frames"]), cfg.dataset.frame_skip)
     n_windows = window_count(n_indices, cfg.features.k)
@@ -482,8 +481,9 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
                  align_first: bool = True) -> list[VideoStatus]:
     """Compute the features of every video of ``manifest`` on ``workers`` processes (default
     ``features.workers``, else the CPU count). With ``align_first`` the landmark stage runs
-    first (cached videos cost only a fingerprint). Videos with no face (or, under
-    ``repeat_previous``, no readable frame) are reported as skipped; the run goes on."""
+    first (cached videos cost only a fingerprint). Videos with no face, or with a bad frame
+    (unreadable, or of another size) that ``bad_frame`` does not replace, are reported as
+    skipped with the reason naming the file; the run goes on."""
     r = root if root is not None else cfg.dataset.root
     if r is None:
         raise UserError("no dataset root: set dataset.root in the config or pass --root")

@@ -158,6 +158,10 @@ class FrameSource:
     Positions run 0..n_frames-1; position p is frame number ``first_frame + p``. Frames whose
     number is missing from the folder (``missing_frames``) are served as the previous available
     frame (the ingest step reported the gap). Video files are decoded sequentially.
+
+    A frame file whose size differs from the video's (the row's ``width`` x ``height``, taken
+    from its first frame at ingestion) raises :class:`FrameError` like an unreadable one: the
+    crop boxes are pixel coordinates of that size, so such a frame cannot be used as it is.
     """
 
     def __init__(self, row: Mapping[str, Any], root: str | os.PathLike[str]):
@@ -175,6 +179,8 @@ class FrameSource:
         self.files: list[str] | None = list(files) if files is not None and len(files) else None
         missing = row.get("missing_frames")
         self.missing = frozenset(int(m) for m in missing) if missing is not None else frozenset()
+        w, h = int(row.get("width") or 0), int(row.get("height") or 0)
+        self.size: tuple[int, int] | None = (h, w) if w > 0 and h > 0 else None
         self._numbers_index: dict[int, str] | None = None
         self._cap: Any = None
         self._cap_pos = -1
@@ -206,9 +212,14 @@ class FrameSource:
         """Grayscale uint8 frame at ``position``."""
         if not 0 <= position < self.n_frames:
             raise IndexError(f"{self.subject}/{self.video}: position {position} out of range")
-        if self.source == "frames":
-            return read_gray(self.frame_path(position))
-        return self._read_video(position)
+        if self.source != "frames":
+            return self._read_video(position)
+        path = self.frame_path(position)
+        img = read_gray(path)
+        if self.size is not None and img.shape[:2] != self.size:
+            raise FrameError(f"frame {path} is {img.shape[1]} x {img.shape[0]} px; the video's "
+                             f"frames are {self.size[1]} x {self.size[0]}")
+        return img
 
     def iter_positions(self, positions: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (position, frame) for increasing ``positions``, one frame in memory at a time."""

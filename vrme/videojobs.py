@@ -98,10 +98,12 @@ def chunk_windows(n_windows: int, workers: int, max_chunk: int = 96,
 class IndexReader:
     """Reads frames by index j (position j * frame_skip) as grayscale uint8.
 
-    ``bad_frame='fail'`` raises :class:`FrameError` naming the file; ``'repeat_previous'``
-    replaces an unreadable frame with the nearest readable frame before it (after it at the
-    start of a video) and records its original number in :attr:`bad`. The replacement depends
-    only on the frames, never on the order of reads, so chunks agree with a whole-video pass.
+    A bad frame is a file that cannot be read or decoded, or whose size is not the video's.
+    ``bad_frame='fail'`` raises :class:`FrameError` naming the file (the stages then skip the
+    video); ``'repeat_previous'`` replaces a bad frame with the nearest good frame before it
+    (after it at the start of a video) and records its original number in :attr:`bad`. The
+    replacement depends only on the frames, never on the order of reads, so chunks agree with a
+    whole-video pass.
     """
 
     def __init__(self, row: Mapping[str, Any], root: str | os.PathLike[str], frame_skip: int,
@@ -115,6 +117,7 @@ class IndexReader:
         self.reads = 0
         self._last: tuple[int, np.ndarray] | None = None  # last good (index, frame)
         self._resolved: dict[int, int] = {}  # bad index -> index of its replacement
+        self._error = ""  # why the last bad frame was bad
 
     def frame_number(self, index: int) -> int:
         """Original frame number of index ``index``."""
@@ -124,9 +127,10 @@ class IndexReader:
         t = time.thread_time()
         try:
             img = self.source.read(index * self.skip)
-        except FrameError:
+        except FrameError as exc:
             if self.policy == "fail":
                 raise
+            self._error = str(exc)
             return None
         finally:
             self.decode_s += time.thread_time() - t
@@ -142,8 +146,8 @@ class IndexReader:
         if img is not None:
             return img
         self.bad.add(self.frame_number(index))
-        log.warning("%s/%s: unreadable frame %d replaced by a neighbour",
-                    self.source.subject, self.source.video, self.frame_number(index))
+        log.warning("%s/%s: bad frame %d replaced by a neighbour (%s)", self.source.subject,
+                    self.source.video, self.frame_number(index), self._error)
         return self._replacement(index)
 
     def _replacement(self, index: int) -> np.ndarray:
