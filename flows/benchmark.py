@@ -62,9 +62,11 @@ def fold_table(report: dict[str, Any], done: dict[str, dict], failed: dict[str, 
 def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = False
                   ) -> dict[str, Any]:
     """The benchmark's stages inside the calling flow (see module docstring)."""
+    from vrme.io import clean_work_folder
     from vrme.report import write_run_info
 
     t0 = time.perf_counter()
+    stale = clean_work_folder(cfg.out_dir)  # temporaries of a killed earlier run
     Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     ingest = ingest_step(cfg, refresh)
     labels = ingest["files"]["labels"]
@@ -83,6 +85,7 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
         "folds_trained": sorted(f for f, d in done.items() if not d.get("reused")),
         "folds_cached": sorted(f for f, d in done.items() if d.get("reused")),
         "folds_failed": failed,
+        "stale_temporaries_removed": len(stale),
         "seconds": time.perf_counter() - t0,
     }
     if failed:

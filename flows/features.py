@@ -19,7 +19,7 @@ from flows._shared import batches, config_from_params, configured, submit_valida
 from tasks.common import task_runner
 from tasks.pipeline import align_task, features_task, outputs_exist
 from vrme.config import Config
-from vrme.io import write_text_atomic
+from vrme.io import clean_work_folder, write_text_atomic
 from vrme.schema import read_manifest
 
 log = logging.getLogger("vrme.flows")
@@ -97,6 +97,7 @@ def align_flow(config: str, overrides: list[str] | None = None, root: str | None
                out: str | None = None, refresh: bool = False) -> list[dict[str, Any]]:
     """Face landmarks for the first frame of every window of every video in the manifest."""
     cfg = config_from_params(config, overrides, root, out)
+    clean_work_folder(cfg.out_dir)
     with task_runner(cfg.orchestration) as runner:
         return align_step(cfg, runner, refresh)
 
@@ -106,5 +107,6 @@ def features_flow(config: str, overrides: list[str] | None = None, root: str | N
                   out: str | None = None, refresh: bool = False) -> list[dict[str, Any]]:
     """Landmarks, then ROI optical-flow window features, for every video in the manifest."""
     cfg = config_from_params(config, overrides, root, out)
+    clean_work_folder(cfg.out_dir)
     with task_runner(cfg.orchestration) as runner:
         return features_step(cfg, runner, refresh)

@@ -12,6 +12,7 @@ from flows.features import features_step
 from flows.ingest import ingest_step
 from tasks.common import task_runner
 from tasks.pipeline import predict_task, spot_task, train_final_task
+from vrme.io import clean_work_folder
 
 
 @flow(name="vrme-train-final")
@@ -19,6 +20,7 @@ def train_final_flow(config: str, overrides: list[str] | None = None, root: str 
                      out: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """Ingest, features (cached where done), then one model trained on every subject."""
     cfg = config_from_params(config, overrides, root, out)
+    clean_work_folder(cfg.out_dir)
     ingest_step(cfg, refresh)
     with task_runner(cfg.orchestration) as runner:
         features_step(cfg, runner, refresh)

@@ -9,6 +9,7 @@ from prefect import flow
 from flows._shared import config_from_params, run_validated
 from tasks.pipeline import ingest_task, synthesize_task
 from vrme.config import Config
+from vrme.io import clean_work_folder
 
 
 def ingest_step(cfg: Config, refresh: bool = False) -> dict[str, Any]:
@@ -22,4 +23,6 @@ def ingest_step(cfg: Config, refresh: bool = False) -> dict[str, Any]:
 def ingest_flow(config: str, overrides: list[str] | None = None, root: str | None = None,
                 out: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """Scan the dataset root and write manifest.parquet, labels.parquet and skipped.csv."""
-    return ingest_step(config_from_params(config, overrides, root, out), refresh)
+    cfg = config_from_params(config, overrides, root, out)
+    clean_work_folder(cfg.out_dir)
+    return ingest_step(cfg, refresh)

@@ -22,7 +22,7 @@ from tasks.common import task_runner
 from tasks.pipeline import outputs_exist, train_fold_task
 from vrme.config import Config
 from vrme.features import features_dir as features_dir_of
-from vrme.io import write_json_atomic
+from vrme.io import clean_work_folder, write_json_atomic
 from vrme.loso import fold_dir_for
 
 log = logging.getLogger("vrme.flows")
@@ -100,6 +100,7 @@ def train_flow(config: str, overrides: list[str] | None = None, root: str | None
                refresh: bool = False) -> dict[str, Any]:
     """Train every leave-one-subject-out fold (or the named ones) on cached features."""
     cfg = config_from_params(config, overrides, root, out)
+    clean_work_folder(cfg.out_dir)
     manifest = _run_manifest(cfg)
     t0 = time.perf_counter()
     with task_runner(cfg.orchestration) as runner:

@@ -2,17 +2,22 @@
 
 Every file vrme writes goes through :func:`atomic_path`: the data is written to a temporary name
 in the same folder and renamed over the target only when complete, so a killed run never leaves a
-half-written file under a final name. Stale temporaries (``*.tmp-<pid>-<rand>``) left by a killed
-process are ignored by readers and removed by :func:`remove_stale_temporaries`.
+half-written file under a final name. Stale temporaries (``*.tmp-<pid>-<host>-<rand>``) left by
+a killed process are ignored by readers and removed by :func:`remove_stale_temporaries` (every
+run calls :func:`clean_work_folder` when it starts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import logging
 import os
 import secrets
+import socket
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+log = logging.getLogger(__name__)
+
 TMP_MARK = ".tmp-"
+
+WORK_FOLDERS = ("ingest", "landmarks", "features", "runs", "final")
+"""The folders vrme writes under a work folder (``run.out``)."""
+
+FOREIGN_TMP_AGE_S = 86400.0
+"""A temporary written on another machine is removed once it is this old (seconds)."""
 
 
 class WriteError(OSError):
@@ -39,7 +52,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(exc.errno, f"cannot create folder {target.parent}: {exc.strerror}") from exc
-    tmp = target.with_name(f"{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = target.with_name(
+        f"{target.name}{TMP_MARK}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}")
     try:
         yield tmp
         if not tmp.exists():
@@ -110,25 +124,55 @@ def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+@functools.cache
+def _host_tag() -> str:
+    """Six hex digits naming this machine in temporary names (pids are per machine)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str],
+                             foreign_age_s: float = FOREIGN_TMP_AGE_S) -> list[Path]:
     """Delete temporaries left by killed writers under ``folder``; return what was removed.
 
-    Only files whose writer process is gone are removed, so a concurrent run's in-progress
-    temporary is left alone.
+    A temporary written on this machine is removed when its writer process is gone (or is
+    this process: a pid reused after a restart), so a concurrent run's in-progress temporary
+    is left alone; call it before this process starts writing. A temporary from another
+    machine (a shared work folder) is removed only once it is ``foreign_age_s`` seconds old.
     """
     removed: list[Path] = []
     folder = Path(folder)
-    if not folder.exists():
+    if not folder.is_dir():
         return removed
+    now = time.time()
     for p in folder.rglob(f"*{TMP_MARK}*"):
+        parts = p.name.rsplit(TMP_MARK, 1)[1].split("-")
         try:
-            pid = int(p.name.rsplit(TMP_MARK, 1)[1].split("-")[0])
-        except (IndexError, ValueError):
+            pid = int(parts[0])
+        except ValueError:
             continue
-        if _pid_alive(pid) and pid != os.getpid():
+        if len(parts) == 3 and parts[1] != _host_tag():
+            try:
+                if now - p.stat().st_mtime < foreign_age_s:
+                    continue
+            except OSError:
+                continue
+        elif _pid_alive(pid) and pid != os.getpid():
             continue
         _unlink_quietly(p)
         removed.append(p)
+    return removed
+
+
+def clean_work_folder(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Remove stale temporaries (:func:`remove_stale_temporaries`) from the folders vrme writes
+    under a work folder (:data:`WORK_FOLDERS`), log how many, and return them. Runs call it
+    when they start, before they write anything."""
+    removed: list[Path] = []
+    for name in WORK_FOLDERS:
+        removed += remove_stale_temporaries(Path(out_dir) / name)
+    if removed:
+        log.warning("removed %d unfinished temporary file(s) left by stopped runs under %s",
+                    len(removed), out_dir)
     return removed
 
 

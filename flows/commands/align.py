@@ -27,9 +27,11 @@ def register(app: typer.Typer) -> None:
         <video>.parquet and print a summary (computed / cached / skipped with reasons)."""
         from flows.commands._videostages import load_manifest, print_summary, timed
         from vrme.align import landmarks_dir, run_align
+        from vrme.io import clean_work_folder
 
         setup_logging()
         cfg = load(config, set_, root, out)
+        clean_work_folder(cfg.out_dir)
         manifest = load_manifest(cfg)
         statuses, seconds = timed(run_align, cfg, manifest, workers=workers, force=force)
         print_summary(f"Landmarks in {landmarks_dir(cfg)}", statuses, seconds)

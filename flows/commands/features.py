@@ -20,9 +20,11 @@ def register(app: typer.Typer) -> None:
         <subject>/<video>.parquet and print a summary (computed / cached / skipped)."""
         from flows.commands._videostages import load_manifest, print_summary, timed
         from vrme.features import features_dir, run_features
+        from vrme.io import clean_work_folder
 
         setup_logging()
         cfg = load(config, set_, root, out)
+        clean_work_folder(cfg.out_dir)
         manifest = load_manifest(cfg)
         statuses, seconds = timed(run_features, cfg, manifest, workers=workers, force=force)
         print_summary(f"Features in {features_dir(cfg)}", statuses, seconds)

@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
         """Read a dataset's folders and label spreadsheets into manifest.parquet, labels.parquet
         and skipped.csv (under <out>/ingest/), and print a summary."""
         from vrme.ingest import ingest
+        from vrme.io import clean_work_folder
 
         cfg = load(config, set_, root, out)
+        clean_work_folder(cfg.out_dir)
         print_ingest_summary(ingest(cfg))
