@@ -30,10 +30,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def load(config: Path, overrides: list[str] | None, root: Path | None = None,
          out: Path | None = None):  # noqa: ANN201 - returns vrme.config.Config
-    """Load and validate a config for a CLI command."""
-    from vrme.config import load_config
+    """Load and validate a config for a CLI command, and check its paths before anything runs:
+    the dataset root must be a folder (unless the config generates a synthetic dataset there)
+    and the work folder must not be a file."""
+    from vrme.config import ConfigError, load_config
 
-    return load_config(config, overrides, root=root, out=out)
+    cfg = load_config(config, overrides, root=root, out=out)
+    data_root = cfg.dataset.root
+    if data_root is not None and cfg.synth is None and not data_root.is_dir():
+        what = "--root" if root is not None else f"dataset.root in {config}"
+        state = "is not a folder" if data_root.exists() else "does not exist"
+        raise ConfigError(f"dataset root {data_root} ({what}) {state}")
+    if cfg.out_dir.exists() and not cfg.out_dir.is_dir():
+        what = "--out" if out is not None else f"run.out in {config}"
+        raise ConfigError(f"work folder {cfg.out_dir} ({what}) is a file, not a folder")
+    return cfg
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -50,18 +61,21 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def friendly_errors(fn: F) -> F:
-    """Turn vrme's user-facing errors into one red line and exit code 2 (no traceback)."""
+    """Turn vrme's user-facing errors into one red line and exit code 2, and a failed write
+    (:class:`vrme.io.WriteError`: a full disk, a read-only folder) into one red line naming
+    the file and exit code 1; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from vrme.errors import UserError
+        from vrme.io import WriteError
 
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
+        except (UserError, WriteError) as exc:
             from rich.console import Console
 
             Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            sys.exit(2)
+            sys.exit(1 if isinstance(exc, WriteError) else 2)
 
     return wrapper  # type: ignore[return-value]
