@@ -29,14 +29,17 @@ class TransientError(RuntimeError):
     """An error that can pass on a second try (used by the test-only fault hook too)."""
 
 
-_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.ENOSPC,
+# A full disk (ENOSPC, EDQUOT) is deliberately absent: it does not empty itself within a retry
+# delay, and retrying every remaining task would only add delays before the same failure. The
+# task fails at once naming the file; a rerun after freeing space reuses all finished work.
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ETIMEDOUT,
                      errno.ECONNRESET, errno.ECONNREFUSED, errno.ESTALE, errno.EINTR}
 
 
 def is_transient(exc: BaseException | None) -> bool:
     """True for errors worth retrying: out of memory, a lost worker or connection, an I/O
-    hiccup (including a full disk that may be cleaned), a timeout. Data and config errors,
-    permission errors and programming errors are not retried."""
+    hiccup, a timeout. Data and config errors, a full disk, permission errors (a read-only
+    folder) and programming errors are not retried."""
     if exc is None:
         return False
     if isinstance(exc, UserError):
