@@ -4,7 +4,9 @@
 Every stage's tasks are cached on their inputs' fingerprints and config, so running the flow
 again recomputes only what is missing, changed or failed; a Prefect "Retry" of a failed run does
 the same. Folds that fail do not stop the others: the report is built from the finished folds
-and marked incomplete, and the flow ends Failed naming the failed folds.
+and marked incomplete, and the flow ends Failed naming the failed folds. Likewise a video whose
+align or features task failed (a write error, a crash; not a video skipped for a data reason)
+is left out of the folds and the flow ends Failed naming it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 from prefect import flow
 
 from flows._shared import config_from_params
-from flows.features import features_step
+from flows.features import VideosFailed, features_step
 from flows.ingest import ingest_step
 from flows.report import publish_artifacts, report_step
 from flows.train import FoldsFailed, train_step
@@ -90,6 +92,10 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
     }
     if failed:
         raise FoldsFailed(failed)
+    bad_videos = {f"{s['subject']}/{s['video']}": str(s.get("reason", "")) for s in statuses
+                  if s["status"] == "failed"}
+    if bad_videos:
+        raise VideosFailed(bad_videos)
     return summary
 
 

@@ -43,6 +43,9 @@ def _run_stage(task_, cfg: Config, runner: TaskRunner, rows: list[dict[str, Any]
         fut.wait()
         result = fut.result(raise_on_failure=False)
         if isinstance(result, BaseException) or fut.state.is_failed():
+            log.error("%s failed for %s: %s: %s", task_.name,
+                      ", ".join(f"{r['subject']}/{r['video']}" for r in group),
+                      type(result).__name__, result)
             for r in group:
                 statuses.append({"stage": task_.name, "subject": r["subject"], "video": r["video"],
                                  "status": "failed", "reason": f"{type(result).__name__}: {result}"})
@@ -110,3 +113,14 @@ def features_flow(config: str, overrides: list[str] | None = None, root: str | N
     clean_work_folder(cfg.out_dir)
     with task_runner(cfg.orchestration) as runner:
         return features_step(cfg, runner, refresh)
+
+
+class VideosFailed(RuntimeError):
+    """Some videos' align or features tasks failed; the message names them and the error."""
+
+    def __init__(self, failed: dict[str, str]):
+        self.failed = failed
+        detail = "; ".join(f"{v}: {m}" for v, m in sorted(failed.items()))
+        super().__init__(f"{len(failed)} video(s) failed and were left out of the folds and "
+                         f"the report ({detail}). Fix the cause and run again: finished videos "
+                         "and folds are reused.")
