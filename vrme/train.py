@@ -27,6 +27,7 @@ augmentation is drawn uniformly in ``train.scale_aug`` (the reference draws whol
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -45,7 +46,8 @@ import pyarrow as pa
 from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_hash
 from vrme.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
 from vrme.errors import DataError
-from vrme.io import atomic_path, read_parquet_metadata, write_json_atomic, write_parquet_atomic, write_text_atomic
+from vrme.io import (read_parquet_metadata, write_bytes_atomic, write_json_atomic,
+                     write_parquet_atomic, write_text_atomic)
 from vrme.priors import Priors, estimate_priors
 from vrme.schema import read_labels, read_manifest, read_video_features, VideoFeatures
 from vrme.windows import (
@@ -555,11 +557,14 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
         history = fit(model, data, priors, cfg, device, progress=progress, label=plan.fold)
         timings["train_s"] = time.perf_counter() - t1
     del data
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
-                    "priors": priors.to_dict(), "fold": plan.fold,
-                    "config_hash": fold_config_hash(cfg)}, tmp)
+    # Serialised in memory first: torch reports a failed file write (a full disk) as a bare
+    # RuntimeError, while write_bytes_atomic names the file.
+    buf = io.BytesIO()
+    torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
+                "priors": priors.to_dict(), "fold": plan.fold,
+                "config_hash": fold_config_hash(cfg)}, buf)
+    write_bytes_atomic(out_dir / "model.pt", buf.getvalue())
     return model, history, device, timings
 
 
