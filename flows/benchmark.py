@@ -64,12 +64,12 @@ def fold_table(report: dict[str, Any], done: dict[str, dict], failed: dict[str, 
 def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = False
                   ) -> dict[str, Any]:
     """The benchmark's stages inside the calling flow (see module docstring)."""
-    from vrme.io import clean_work_folder
+    from vrme.io import clean_work_folder, ensure_folder
     from vrme.report import write_run_info
 
     t0 = time.perf_counter()
     stale = clean_work_folder(cfg.out_dir)  # temporaries of a killed earlier run
-    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    ensure_folder(cfg.run_dir)
     ingest = ingest_step(cfg, refresh)
     labels = ingest["files"]["labels"]
     with task_runner(cfg.orchestration) as runner:

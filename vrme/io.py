@@ -48,10 +48,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     is wrapped in :class:`WriteError` naming ``target``).
     """
     target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WriteError(exc.errno, f"cannot create folder {target.parent}: {exc.strerror}") from exc
+    ensure_folder(target.parent)
     tmp = target.with_name(
         f"{target.name}{TMP_MARK}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}")
     try:
@@ -67,6 +64,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and its parents) if needed; :class:`WriteError` names it on failure
+    (a read-only or full file system)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(exc.errno, f"cannot create folder {folder}: {exc.strerror}") from exc
+    return folder
 
 
 def _unlink_quietly(p: Path) -> None:

@@ -60,6 +60,36 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(level)
 
 
+class _NoExpectedTraceback(logging.Filter):
+    """Drops the traceback of a log record whose exception is one vrme expects (its message
+    already says what happened); other exceptions keep theirs."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_expected_tracebacks() -> None:
+    """Show errors vrme expects (bad input or data, a failed write, failed folds or videos) in
+    Prefect's console log as one line, without a traceback. Call after importing the flows;
+    the Prefect API log (the UI) still gets the traceback (its handler runs first)."""
+    from flows.features import VideosFailed
+    from flows.train import FoldsFailed
+    from vrme.errors import UserError
+    from vrme.io import WriteError
+
+    expected = (UserError, WriteError, FoldsFailed, VideosFailed)
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+                isinstance(f, _NoExpectedTraceback) for f in handler.filters):
+            handler.addFilter(_NoExpectedTraceback(expected))
+
+
 def friendly_errors(fn: F) -> F:
     """Turn vrme's user-facing errors into one red line and exit code 2, and a failed write
     (:class:`vrme.io.WriteError`: a full disk, a read-only folder) into one red line naming

@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
         vrme-train-final: ingestion and features run first where missing (cached otherwise);
         a synthetic dataset named by the config is generated if needed."""
         load(config, set_, root, out)  # a bad config fails here, with a clear message
+        from flows.commands._common import quiet_expected_tracebacks
         from flows.final import train_final_flow
+
+        quiet_expected_tracebacks()
 
         state = train_final_flow(config=str(config), overrides=list(set_ or []),
                                  root=str(root) if root else None, out=str(out) if out else None,

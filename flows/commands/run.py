@@ -52,6 +52,9 @@ def run_benchmark_cli(config: Path, set_: list[str] | None, root: Path | None, o
     """Validate the config, run the benchmark flow, print the metrics and the report path."""
     cfg = load(config, set_, root, out)  # fail fast, with a clear message, on a bad config
     from flows.benchmark import benchmark_flow
+    from flows.commands._common import quiet_expected_tracebacks
+
+    quiet_expected_tracebacks()
 
     fold_list = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
     state = benchmark_flow(config=str(config), overrides=list(set_ or []),
