@@ -63,7 +63,7 @@ def print_summary(title: str, statuses: list["VideoStatus"], seconds: float) -> 
         if flag in s["windows"]:
             t.add_row(f"windows {flag}", f"{s['windows'][flag]:,}")
     if s["bad_frames"]:
-        t.add_row("unreadable frames replaced", str(s["bad_frames"]))
+        t.add_row("bad frames replaced (repeat_previous)", str(s["bad_frames"]))
     console.print(t)
     if s["skipped_videos"]:
         sk = Table(title="Skipped videos")
