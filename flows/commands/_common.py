@@ -78,6 +78,8 @@ def quiet_expected_tracebacks() -> None:
     """Show errors vrme expects (bad input or data, a failed write, failed folds or videos) in
     Prefect's console log as one line, without a traceback. Call after importing the flows;
     the Prefect API log (the UI) still gets the traceback (its handler runs first)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
     from flows.features import VideosFailed
     from flows.train import FoldsFailed
     from vrme.errors import UserError
@@ -85,7 +87,7 @@ def quiet_expected_tracebacks() -> None:
 
     expected = (UserError, WriteError, FoldsFailed, VideosFailed)
     for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+        if isinstance(handler, PrefectConsoleHandler) and not any(
                 isinstance(f, _NoExpectedTraceback) for f in handler.filters):
             handler.addFilter(_NoExpectedTraceback(expected))
 
