@@ -55,6 +55,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise WriteError(f"nothing was written to {target}")
+        _fsync(tmp)  # the data is on disk before the name points at it (power loss, not just a kill)
         os.replace(tmp, target)
     except OSError as exc:
         _unlink_quietly(tmp)
@@ -77,6 +78,14 @@ def ensure_folder(folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def _fsync(p: Path) -> None:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _unlink_quietly(p: Path) -> None:
     with contextlib.suppress(OSError):
         p.unlink()
@@ -87,8 +96,6 @@ def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
     return Path(target)
 
 
