@@ -53,6 +53,8 @@ from vrme.config import AlignConfig, Config, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
 from vrme.io import read_parquet_metadata, write_parquet_atomic
 from vrme.videojobs import (
+    cached_output_valid,
+    dataset_root,
     IndexReader,
     VideoJob,
     VideoStatus,
@@ -362,24 +364,6 @@ def landmarks_path(cfg: Config, subject: str, video: str) -> Path:
     return landmarks_dir(cfg) / str(subject) / f"{video}.parquet"
 
 
-def _root(cfg: Config, root: str | os.PathLike[str] | None) -> Path:
-    r = root if root is not None else cfg.dataset.root
-    if r is None:
-        raise UserError("no dataset root: set dataset.root in the config or pass --root")
-    return Path(r)
-
-
-def cached_landmarks_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
-    """True when ``path`` exists and was made with these parameters from these frames."""
-    if not path.is_file():
-        return False
-    try:
-        meta = read_parquet_metadata(path).get("vrme", {})
-    except (OSError, pa.ArrowInvalid):
-        return False
-    return meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
-
-
 # -- chunks and videos ---------------------------------------------------------------------------
 
 
@@ -470,7 +454,7 @@ def plan_align(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str]
     params = align_params(cfg)
     params_hash = stable_hash(params)
     fingerprint = frames_fingerprint(row, root, cfg.dataset.frame_skip)
-    if not force and cached_landmarks_valid(out_path, params_hash, fingerprint):
+    if not force and cached_output_valid(out_path, params_hash, fingerprint):
         meta = read_parquet_metadata(out_path)["vrme"]
         counts = meta.get("counts", {})
         status = VideoStatus(stage="align", subject=subject, video=video, status="cached",
@@ -510,7 +494,7 @@ def align_video(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str
     video's status; raises :class:`NoFaceError` when no window shows a face and
     :class:`FrameError` for an unreadable frame under ``bad_frame: fail``.
     """
-    job = plan_align(cfg, row, _root(cfg, root),
+    job = plan_align(cfg, row, dataset_root(cfg, root),
                      Path(out_path) if out_path is not None else None, 1, force)
     if job.status is not None:
         if job.status.status == "skipped" and "no face" in job.status.reason:
@@ -533,7 +517,7 @@ def run_align(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
     ``features.workers``, else the CPU count); cached videos are skipped. A video with no
     face, or with a bad frame that ``bad_frame`` does not replace, is reported as skipped
     (the reason names the file) and the run goes on."""
-    root_p = _root(cfg, root)
+    root_p = dataset_root(cfg, root)
     n_workers = resolve_workers(workers or cfg.features.workers)
     jobs = [plan_align(cfg, r, root_p, None, n_workers, force) for r in _rows(manifest)]
     return run_jobs(jobs, align_chunk, n_workers, progress=progress, label="align")

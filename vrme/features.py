@@ -33,13 +33,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from vrme.align import (
     VideoLandmarks,
     align_hash,
     align_params,
-    cached_landmarks_valid,
     landmarks_path,
     read_landmarks,
     run_align,
@@ -57,6 +55,8 @@ from vrme.rois import (
 )
 from vrme.schema import VideoFeatures, write_video_features
 from vrme.videojobs import (
+    cached_output_valid,
+    dataset_root,
     IndexReader,
     VideoJob,
     VideoStatus,
@@ -380,17 +380,6 @@ def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: 
                        peak_rss_mb=max(c.peak_rss_mb for c in chunks))
 
 
-def cached_features_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
-    """True when ``path`` exists and was made with these parameters from these frames."""
-    if not path.is_file():
-        return False
-    try:
-        meta = read_parquet_metadata(path).get("vrme", {})
-    except (OSError, pa.ArrowInvalid):
-        return False
-    return meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
-
-
 def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str],
                   lm_path: Path | None = None, out_path: Path | None = None, workers: int = 1,
                   force: bool = False) -> VideoJob:
@@ -415,14 +404,14 @@ def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     params = feature_params(cfg)
     params_hash = stable_hash(params)
     fingerprint = frames_fingerprint(row, root, cfg.dataset.frame_skip)
-    if not force and cached_features_valid(out_path, params_hash, fingerprint):
+    if not force and cached_output_valid(out_path, params_hash, fingerprint):
         meta = read_parquet_metadata(out_path)["vrme"]
         job.status = VideoStatus(stage="features", subject=subject, video=video,
                                  status="cached", path=str(out_path), n_indices=n_indices,
                                  n_windows=n_windows, counts=dict(meta.get("counts", {})),
                                  bad_frames=list(meta.get("bad_frames", [])))
         return job
-    if not cached_landmarks_valid(lm_path, stable_hash(align_params(cfg)), fingerprint):
+    if not cached_output_valid(lm_path, stable_hash(align_params(cfg)), fingerprint):
         raise UserError(f"{subject}/{video}: landmarks {lm_path} are missing or were made "
                         "from other frames or parameters; run `vrme align` first")
     vl = read_landmarks(lm_path)
@@ -464,9 +453,7 @@ def extract_video_features(cfg: Config, row: Mapping[str, Any],
     :func:`landmarks_path` (must exist: run :func:`vrme.align.align_video` first);
     ``out_path`` to :func:`feature_path`. Raises :class:`NoFaceError` for a video without a
     face and :class:`FrameError` for an unreadable frame under ``bad_frame: fail``."""
-    r = root if root is not None else cfg.dataset.root
-    if r is None:
-        raise UserError("no dataset root: set dataset.root in the config or pass --root")
+    r = dataset_root(cfg, root)
     job = plan_features(cfg, row, r, Path(landmarks_file) if landmarks_file else None,
                         Path(out_path) if out_path else None, 1, force)
     if job.status is not None:
@@ -484,9 +471,7 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
     first (cached videos cost only a fingerprint). Videos with no face, or with a bad frame
     (unreadable, or of another size) that ``bad_frame`` does not replace, are reported as
     skipped with the reason naming the file; the run goes on."""
-    r = root if root is not None else cfg.dataset.root
-    if r is None:
-        raise UserError("no dataset root: set dataset.root in the config or pass --root")
+    r = dataset_root(cfg, root)
     n_workers = resolve_workers(workers or cfg.features.workers)
     rows = ([dict(x) for x in manifest.to_dict(orient="records")]
             if isinstance(manifest, pd.DataFrame) else [dict(x) for x in manifest])

@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
-from vrme.errors import FrameError
+from vrme.config import Config
+from vrme.errors import FrameError, UserError
 from vrme.frames import FrameSource
+from vrme.io import read_parquet_metadata
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +196,26 @@ def frames_fingerprint(row: Mapping[str, Any], root: str | os.PathLike[str],
         except OSError:
             h.update(f"{p.name}\0missing\n".encode())
     return h.hexdigest()[:16]
+
+
+def dataset_root(cfg: Config, root: str | os.PathLike[str] | None) -> Path:
+    """``root``, else ``cfg.dataset.root``; :class:`UserError` when neither is set."""
+    r = root if root is not None else cfg.dataset.root
+    if r is None:
+        raise UserError("no dataset root: set dataset.root in the config or pass --root")
+    return Path(r)
+
+
+def cached_output_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
+    """True when the landmarks or features file ``path`` exists and was made with these
+    parameters (hash) from these frames (fingerprint)."""
+    if not path.is_file():
+        return False
+    try:
+        meta = read_parquet_metadata(path).get("vrme", {})
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
 
 
 def library_versions() -> dict[str, str]:
