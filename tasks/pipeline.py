@@ -75,19 +75,21 @@ def ingest_task(cfg: Config) -> dict[str, Any]:
 
 
 def _video_key(stage: str):  # noqa: ANN202 - returns a Prefect cache_key_fn
+    """Cache key of an align/features task: the stage's parameter hash (the one naming its
+    cache folder) and the frame fingerprint of every video of the batch."""
+
     def key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str:
+        from vrme.align import align_hash
+        from vrme.features import feature_hash
         from vrme.videojobs import frames_fingerprint
 
         cfg = _key_cfg(parameters)
-        rows = parameters["rows"]
-        root = cfg.dataset.root
-        sections = ("dataset", "align") if stage == "align" else ("dataset", "align", "features")
-        prints = [(r["subject"], r["video"], frames_fingerprint(r, root, cfg.dataset.frame_skip))
-                  for r in rows]
-        payload = {s: getattr(cfg, s).model_dump(mode="json") for s in sections}
-        payload["features"] = {"k": cfg.features.k, **payload.get("features", {})}
-        payload["features"].pop("workers", None)
-        return cache_key(stage, payload, prints, str(cfg.out_dir))
+        params_hash = align_hash(cfg) if stage == "align" else feature_hash(cfg)
+        prints = [(r["subject"], r["video"],
+                   frames_fingerprint(r, cfg.dataset.root, cfg.dataset.frame_skip))
+                  for r in parameters["rows"]]
+        return cache_key(stage, params_hash, prints, cfg.dataset.name, str(cfg.dataset.root),
+                         str(cfg.out_dir))
 
     return key
 
