@@ -55,6 +55,8 @@ from vrme.io import read_parquet_metadata, write_parquet_atomic
 from vrme.videojobs import (
     cached_output_valid,
     dataset_root,
+    stage_dir,
+    video_file,
     IndexReader,
     VideoJob,
     VideoStatus,
@@ -356,12 +358,12 @@ def align_hash(cfg: Config) -> str:
 
 def landmarks_dir(cfg: Config) -> Path:
     """``<out>/landmarks/<dataset>/<align-hash>``."""
-    return cfg.out_dir / "landmarks" / cfg.dataset.name / align_hash(cfg)
+    return stage_dir(cfg, "landmarks", align_hash(cfg))
 
 
 def landmarks_path(cfg: Config, subject: str, video: str) -> Path:
     """Landmarks file of one video."""
-    return landmarks_dir(cfg) / str(subject) / f"{video}.parquet"
+    return video_file(landmarks_dir(cfg), subject, video)
 
 
 # -- chunks and videos ---------------------------------------------------------------------------

@@ -57,6 +57,8 @@ from vrme.schema import VideoFeatures, write_video_features
 from vrme.videojobs import (
     cached_output_valid,
     dataset_root,
+    stage_dir,
+    video_file,
     IndexReader,
     VideoJob,
     VideoStatus,
@@ -105,12 +107,12 @@ def feature_hash(cfg: Config) -> str:
 
 def features_dir(cfg: Config) -> Path:
     """``<out>/features/<dataset>/<feature-hash>``."""
-    return cfg.out_dir / "features" / cfg.dataset.name / feature_hash(cfg)
+    return stage_dir(cfg, "features", feature_hash(cfg))
 
 
 def feature_path(cfg: Config, subject: str, video: str) -> Path:
     """Feature file of one video."""
-    return features_dir(cfg) / str(subject) / f"{video}.parquet"
+    return video_file(features_dir(cfg), subject, video)
 
 
 # -- one window ----------------------------------------------------------------------------------

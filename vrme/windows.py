@@ -200,7 +200,9 @@ class VideoRef:
 
 def feature_path(features_dir: str | os.PathLike[str], subject: str, video: str) -> Path:
     """``<features_dir>/<subject>/<video>.parquet``."""
-    return Path(features_dir) / str(subject) / f"{video}.parquet"
+    from vrme.videojobs import video_file
+
+    return video_file(Path(features_dir), subject, video)
 
 
 def scan_video(features_dir: str | os.PathLike[str], subject: str, video: str,
