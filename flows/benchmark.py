@@ -1,12 +1,13 @@
 """Flow ``vrme-benchmark``: the whole benchmark, chained.
 
 (synthetic dataset) -> ingest -> align -> features -> one task per fold -> report.
-Every stage's tasks are cached on their inputs' fingerprints and config, so running the flow
-again recomputes only what is missing, changed or failed; a Prefect "Retry" of a failed run does
-the same. Folds that fail do not stop the others: the report is built from the finished folds
-and marked incomplete, and the flow ends Failed naming the failed folds. Likewise a video whose
-align or features task failed (a write error, a crash; not a video skipped for a data reason)
-is left out of the folds and the flow ends Failed naming it.
+Every task reuses what its outputs' own records say is valid (parameters, input fingerprints,
+code version), so running the flow again recomputes only what is missing, changed or failed;
+a Prefect "Retry" of a failed run does the same. A fault stays where it happened: a video whose
+align or features task failed is left out of the folds, a fold that failed is left out of the
+report; the report and every artifact are built from what finished, and the run ends Failed
+naming each failed video and fold with its reason and the command that reruns it. After a stop
+request (Ctrl-C) the run ends Cancelled; everything that finished is kept.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from prefect import flow
 
-from flows._shared import config_from_params
-from flows.features import VideosFailed, features_step
-from flows.ingest import ingest_step
-from flows.report import publish_artifacts, report_step
-from flows.train import FoldsFailed, train_step
+from flows._shared import (cli_command, config_from_params, name_from_parameters, run_tags,
+                           tag_this_run)
+from flows.features import count_note, failed_videos, features_step
+from flows.ingest import ingest_step, stages_of
+from flows.outcome import FAILURES_FILE, finish_run, record_failures
+from flows.progress import RunProgress
+from flows.report import fold_table, publish_artifacts, report_step
+from flows.train import flow_run_name, train_step
 from tasks.common import task_runner
 from vrme.config import Config
+from vrme.interrupt import stop_requested
 from vrme.schema import MANIFEST_SCHEMA, read_manifest, write_table
 
 log = logging.getLogger("vrme.flows")
@@ -43,70 +47,99 @@ def write_run_manifest(cfg: Config, statuses: list[dict[str, Any]]) -> str:
     return str(path)
 
 
-def fold_table(report: dict[str, Any], done: dict[str, dict], failed: dict[str, str]
-               ) -> list[dict[str, Any]]:
-    """Rows of the folds artifact: subject, status, spot F1, STRS contribution, duration."""
-    per_fold = {str(r["fold"]): r for r in report.get("per_fold", [])}
-    rows = []
-    for f in sorted(set(done) | set(failed), key=lambda s: (len(s), s)):
-        m = per_fold.get(f, {})
-        rows.append({
-            "subject": f,
-            "status": "failed" if f in failed else ("cached" if done[f].get("reused") else "trained"),
-            "spot_f1": m.get("spot_f1"),
-            "strs_contribution": m.get("strs_contribution", m.get("strs")),
-            "duration_s": round(float(done[f]["seconds"]), 1) if f in done else None,
-            "error": failed.get(f, ""),
-        })
-    return rows
-
-
-def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = False
-                  ) -> dict[str, Any]:
-    """The benchmark's stages inside the calling flow (see module docstring)."""
+def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = False, *,
+                  params: dict[str, Any] | None = None) -> Any:
+    """The benchmark's stages inside the calling flow (see the module docstring); returns the
+    flow's final state. ``params`` are the flow's parameters (for the rerun commands)."""
     from vrme.io import clean_work_folder, ensure_folder
     from vrme.report import write_run_info
 
+    p = params or {"config": cfg.source}
+    rerun = cli_command("run", p.get("config"), p.get("overrides"), p.get("root"), p.get("out"))
     t0 = time.perf_counter()
     stale = clean_work_folder(cfg.out_dir)  # temporaries of a killed earlier run
     ensure_folder(cfg.run_dir)
-    ingest = ingest_step(cfg, refresh)
+    progress = RunProgress(cfg.run_name, stages_of(cfg, "align", "features", "folds", "report"),
+                           title=f"benchmark {cfg.run_name}")
+    flow_run = flow_run_name()
+    summary: dict[str, Any] = {"run_dir": str(cfg.run_dir), "report": None,
+                               "stale_temporaries_removed": len(stale)}
+    ingest = ingest_step(cfg, refresh, progress)
     labels = ingest["files"]["labels"]
+    done: dict[str, dict] = {}
+    failed: dict[str, str] = {}
+    stopped = False
     with task_runner(cfg.orchestration) as runner:
-        statuses = features_step(cfg, runner, refresh)
+        statuses = features_step(cfg, runner, refresh, progress)
+        bad_videos = failed_videos(statuses)
+        stopped = stop_requested() or any(s["status"] == "interrupted" for s in statuses)
         manifest = write_run_manifest(cfg, statuses)
         write_run_info(Path(cfg.run_dir), cfg, manifest_path=manifest, labels_path=labels)
-        done, failed = train_step(cfg, runner, manifest, labels, folds, refresh, force_folds=folds)
-    report = report_step(cfg, manifest, labels)
-    publish_artifacts(cfg, report, fold_table(report, done, failed))
-    counts = pd.Series([s["status"] for s in statuses]).value_counts().to_dict()
-    summary = {
-        "run_dir": str(cfg.run_dir),
-        "report": report,
-        "videos": counts,
-        "folds_trained": sorted(f for f, d in done.items() if not d.get("reused")),
-        "folds_cached": sorted(f for f, d in done.items() if d.get("reused")),
-        "folds_failed": failed,
-        "stale_temporaries_removed": len(stale),
-        "seconds": time.perf_counter() - t0,
-    }
-    if failed:
-        raise FoldsFailed(failed)
-    bad_videos = {f"{s['subject']}/{s['video']}": str(s.get("reason", "")) for s in statuses
-                  if s["status"] == "failed"}
-    if bad_videos:
-        raise VideosFailed(bad_videos)
-    return summary
+        if stopped:
+            progress.skip("folds", "stopped on request")
+        elif not any(s["status"] in ("computed", "cached") for s in statuses):
+            progress.skip("folds", "no video has features")
+        else:
+            done, failed, stopped = train_step(cfg, runner, manifest, labels, folds, refresh,
+                                               force_folds=folds, progress=progress,
+                                               flow_run=flow_run)
+    record_failures(Path(cfg.run_dir) / FAILURES_FILE, failed, bad_videos, list(done), flow_run)
+    report, report_error = None, ""
+    if stopped:
+        progress.skip("report", "stopped on request")
+    elif done or not (failed or bad_videos):
+        try:
+            report = report_step(cfg, manifest, labels, progress)
+        except Exception as exc:  # noqa: BLE001 - the run still ends with its artifacts
+            report_error = f"{type(exc).__name__}: {exc}"
+            log.error("report failed: %s", report_error)
+    else:
+        progress.skip("report", "no fold finished")
+    note = ""
+    if failed or bad_videos or report_error:
+        note = "Incomplete run: " + "; ".join(
+            [f"{len(bad_videos)} video(s) failed"] * bool(bad_videos)
+            + [f"fold(s) {', '.join(sorted(failed))} failed"] * bool(failed)
+            + [f"report failed ({report_error})"] * bool(report_error))
+    publish_artifacts(cfg, report, fold_table(report, done, failed), note=note)
+    summary.update(
+        report=report,
+        videos=_video_counts(statuses),
+        folds_trained=sorted(f for f, d in done.items() if d.get("how") == "trained"),
+        folds_decoded=sorted(f for f, d in done.items() if d.get("how") == "decoded"),
+        folds_cached=sorted(f for f, d in done.items() if d.get("how") == "cached"),
+        folds_failed=failed,
+        seconds=time.perf_counter() - t0,
+        stages=progress.state,
+    )
+    log.info("videos: %s; folds: %d done, %d failed", count_note(statuses), len(done),
+             len(failed))
+    fold_rerun = cli_command("run", p.get("config"), p.get("overrides"), p.get("root"),
+                             p.get("out"), folds=",".join(sorted(failed, key=lambda s: (len(s), s))))
+    return finish_run(progress, summary, folds=failed, videos=bad_videos,
+                      report_error=report_error, interrupted=stopped, rerun=rerun,
+                      fold_rerun=fold_rerun)
 
 
-@flow(name="vrme-benchmark")
+def _video_counts(statuses: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s["status"]] = counts.get(s["status"], 0) + 1
+    return counts
+
+
+@flow(name="vrme-benchmark", flow_run_name=name_from_parameters("benchmark"),
+      persist_result=False)
 def benchmark_flow(config: str, overrides: list[str] | None = None, root: str | None = None,
                    out: str | None = None, folds: list[str] | None = None,
                    refresh: bool = False) -> dict[str, Any]:
     """Run the whole benchmark for a config: ingest, align, features, every fold, report.
 
-    ``folds``: retrain just these folds (the report pools every finished fold);
-    ``refresh``: recompute everything, ignoring caches.
+    ``folds``: make just these folds again (the report pools every finished fold);
+    ``refresh``: recompute everything, ignoring what is already done.
     """
     cfg = config_from_params(config, overrides, root, out)
-    return run_benchmark(cfg, folds, refresh)
+    tag_this_run(run_tags(cfg.run_name, config, overrides))
+    return run_benchmark(cfg, folds, refresh,
+                         params={"config": config, "overrides": overrides, "root": root,
+                                 "out": out})

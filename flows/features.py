@@ -1,8 +1,11 @@
 """Flows ``vrme-align`` and ``vrme-features``: one task per batch of videos.
 
 Landmarks first (dlib), then flow features (never dlib). A video whose face is never found, or
-whose frames cannot be read, is skipped with its reason; the others go on. Both stages write
-a status table under the run folder so a skipped video is visible in the run's outputs.
+whose frames cannot be read, is skipped with its reason; a video whose task fails (a failed
+write, a crash) is reported as failed; the others go on either way. Both stages write a status
+table under the run folder so every skipped or failed video is visible in the run's outputs.
+``vrme align`` and ``vrme features`` run these flows: the same tasks, caching, parallelism and
+failure handling as ``vrme run``.
 """
 
 from __future__ import annotations
@@ -15,112 +18,142 @@ import pandas as pd
 from prefect import flow
 from prefect.task_runners import TaskRunner
 
-from flows._shared import batches, config_from_params, configured, submit_validated
+from flows._shared import (Outcome, batches, cli_command, config_from_params,
+                           name_from_parameters, run_tags, run_tasks, tag_this_run)
+from flows.progress import RunProgress
 from tasks.common import task_runner
-from tasks.pipeline import align_task, features_task, outputs_exist
+from tasks.pipeline import align_task, features_task
 from vrme.config import Config
 from vrme.io import clean_work_folder, write_text_atomic
 from vrme.schema import read_manifest
 
 log = logging.getLogger("vrme.flows")
 
+STATUS_COLUMNS = ["stage", "subject", "video", "status", "reason", "path", "n_windows",
+                  "frames_read", "bad_frames", "counts", "seconds"]
+
 
 def _rows(cfg: Config) -> list[dict[str, Any]]:
-    manifest = read_manifest(cfg.ingest_dir / "manifest.parquet")
+    from vrme.errors import UserError
+
+    path = cfg.ingest_dir / "manifest.parquet"
+    if not path.is_file():
+        raise UserError(f"{path} not found: run `vrme ingest --config {cfg.source}` first")
+    manifest = read_manifest(path)
     return [dict(r) for r in manifest.to_dict(orient="records")]
 
 
-def _run_stage(task_, cfg: Config, runner: TaskRunner, rows: list[dict[str, Any]],
-               refresh: bool) -> list[dict]:
-    """Submit one task per batch; collect statuses; a batch whose task failed is reported
-    as failed videos (the flow goes on with the others)."""
-    size = cfg.orchestration.videos_per_task
-    groups = batches(rows, size)
-    futures = submit_validated(task_, cfg, runner, refresh,
-                               ({"cfg": cfg, "rows": g, "force": refresh} for g in groups))
+def _run_stage(task_, stage: str, cfg: Config, runner: TaskRunner, rows: list[dict[str, Any]],
+               refresh: bool, progress: RunProgress | None) -> list[dict]:
+    """One task per batch of videos; a batch whose task failed is reported as failed videos
+    (the flow goes on with the others)."""
+    groups = batches(rows, cfg.orchestration.videos_per_task)
+    if progress is not None:
+        progress.start(stage, len(rows), "videos")
+    done = [0]
+
+    def on_done(o: Outcome) -> None:
+        done[0] += len(o.params["rows"])
+        if progress is not None:
+            progress.advance(stage, done[0])
+
+    outcomes = run_tasks(task_, cfg, runner,
+                         ({"cfg": cfg, "rows": g, "force": refresh} for g in groups),
+                         on_done=on_done)
     statuses: list[dict[str, Any]] = []
-    for group, fut in zip(groups, futures):
-        fut.wait()
-        result = fut.result(raise_on_failure=False)
-        if isinstance(result, BaseException) or fut.state.is_failed():
-            log.error("%s failed for %s: %s: %s", task_.name,
-                      ", ".join(f"{r['subject']}/{r['video']}" for r in group),
-                      type(result).__name__, result)
-            for r in group:
-                statuses.append({"stage": task_.name, "subject": r["subject"], "video": r["video"],
-                                 "status": "failed", "reason": f"{type(result).__name__}: {result}"})
+    for o in outcomes:
+        if o.ok:
+            cached = o.state == "Cached"
+            statuses += [{**r, "status": "cached" if cached and r["status"] == "computed"
+                          else r["status"]} for r in o.result]
             continue
-        if not outputs_exist(result):  # cached, but a file was deleted since
-            result = configured(task_, cfg, True)(cfg=cfg, rows=group, force=False)
-        elif fut.state.name == "Cached":
-            result = [{**r, "status": "cached" if r["status"] == "computed" else r["status"]}
-                      for r in result]
-        statuses.extend(result)
+        names = ", ".join(f"{r['subject']}/{r['video']}" for r in o.params["rows"])
+        log.error("%s failed for %s: %s", stage, names, o.error)
+        statuses += [{"stage": stage, "subject": r["subject"], "video": r["video"],
+                      "status": "interrupted" if o.interrupted else "failed", "reason": o.error}
+                     for r in o.params["rows"]]
+    if progress is not None:
+        progress.finish(stage, count_note(statuses),
+                        failed=any(s["status"] == "failed" for s in statuses))
     return statuses
+
+
+def count_note(statuses: list[dict[str, Any]]) -> str:
+    """'6 computed, 2 cached, 1 failed' for a list of video statuses."""
+    counts = pd.Series([s["status"] for s in statuses], dtype=object).value_counts()
+    return ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
 def write_status_table(statuses: list[dict[str, Any]], path: Path) -> Path:
     """Write the per-video statuses of a stage as CSV."""
-    cols = ["stage", "subject", "video", "status", "reason", "path", "n_windows", "frames_read",
-            "bad_frames", "counts", "seconds"]
     df = pd.DataFrame(statuses)
-    for c in cols:
+    for c in STATUS_COLUMNS:
         if c not in df.columns:
             df[c] = None
-    return write_text_atomic(path, df[cols].to_csv(index=False))
+    return write_text_atomic(path, df[STATUS_COLUMNS].to_csv(index=False))
 
 
-def align_step(cfg: Config, runner: TaskRunner, refresh: bool = False) -> list[dict[str, Any]]:
+def align_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
+               progress: RunProgress | None = None) -> list[dict[str, Any]]:
     """Tasks of the align stage inside the calling flow."""
-    statuses = _run_stage(align_task, cfg, runner, _rows(cfg), refresh)
+    statuses = _run_stage(align_task, "align", cfg, runner, _rows(cfg), refresh, progress)
     write_status_table(statuses, cfg.run_dir / "align_status.csv")
     return statuses
 
 
-def features_step(cfg: Config, runner: TaskRunner, refresh: bool = False
-                  ) -> list[dict[str, Any]]:
+def features_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
+                  progress: RunProgress | None = None) -> list[dict[str, Any]]:
     """Tasks of the features stage (after align) inside the calling flow."""
-    aligned = {(s["subject"], s["video"]): s for s in align_step(cfg, runner, refresh)}
+    aligned = {(s["subject"], s["video"]): s
+               for s in align_step(cfg, runner, refresh, progress)}
     rows, statuses = [], []
     for r in _rows(cfg):
         a = aligned.get((r["subject"], r["video"]))
-        if a is not None and a["status"] in ("skipped", "failed"):
+        if a is not None and a["status"] in ("skipped", "failed", "interrupted"):
             statuses.append({**a, "stage": "features"})
         else:
             rows.append(r)
-    statuses += _run_stage(features_task, cfg, runner, rows, refresh)
+    statuses += _run_stage(features_task, "features", cfg, runner, rows, refresh, progress)
     write_status_table(statuses, cfg.run_dir / "features_status.csv")
-    counts = pd.Series([s["status"] for s in statuses]).value_counts().to_dict()
-    log.info("features: %s", ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return statuses
 
 
-@flow(name="vrme-align")
+def failed_videos(statuses: list[dict[str, Any]]) -> dict[str, str]:
+    """``subject/video`` -> reason of every video whose task failed (not skipped for a data
+    reason, not interrupted)."""
+    return {f"{s['subject']}/{s['video']}": str(s.get("reason", "")) for s in statuses
+            if s["status"] == "failed"}
+
+
+def _video_flow(stage: str, config: str, overrides: list[str] | None, root: str | None,
+                out: str | None, refresh: bool) -> dict[str, Any]:
+    from flows.outcome import finish_run
+
+    cfg = config_from_params(config, overrides, root, out)
+    tag_this_run(run_tags(cfg.run_name, config, overrides))
+    clean_work_folder(cfg.out_dir)
+    stages = ["align"] if stage == "align" else ["align", "features"]
+    progress = RunProgress(cfg.run_name, stages, title=f"{stage} of {cfg.run_name}")
+    step = align_step if stage == "align" else features_step
+    with task_runner(cfg.orchestration) as runner:
+        statuses = step(cfg, runner, refresh, progress)
+    summary = {"stage": stage, "statuses": statuses, "run_dir": str(cfg.run_dir),
+               "counts": count_note(statuses)}
+    return finish_run(progress, summary, videos=failed_videos(statuses),
+                      interrupted=any(s["status"] == "interrupted" for s in statuses),
+                      rerun=cli_command(stage, config, overrides, root, out))
+
+
+@flow(name="vrme-align", flow_run_name=name_from_parameters("align"), persist_result=False)
 def align_flow(config: str, overrides: list[str] | None = None, root: str | None = None,
-               out: str | None = None, refresh: bool = False) -> list[dict[str, Any]]:
+               out: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """Face landmarks for the first frame of every window of every video in the manifest."""
-    cfg = config_from_params(config, overrides, root, out)
-    clean_work_folder(cfg.out_dir)
-    with task_runner(cfg.orchestration) as runner:
-        return align_step(cfg, runner, refresh)
+    return _video_flow("align", config, overrides, root, out, refresh)
 
 
-@flow(name="vrme-features")
+@flow(name="vrme-features", flow_run_name=name_from_parameters("features"),
+      persist_result=False)
 def features_flow(config: str, overrides: list[str] | None = None, root: str | None = None,
-                  out: str | None = None, refresh: bool = False) -> list[dict[str, Any]]:
+                  out: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """Landmarks, then ROI optical-flow window features, for every video in the manifest."""
-    cfg = config_from_params(config, overrides, root, out)
-    clean_work_folder(cfg.out_dir)
-    with task_runner(cfg.orchestration) as runner:
-        return features_step(cfg, runner, refresh)
-
-
-class VideosFailed(RuntimeError):
-    """Some videos' align or features tasks failed; the message names them and the error."""
-
-    def __init__(self, failed: dict[str, str]):
-        self.failed = failed
-        detail = "; ".join(f"{v}: {m}" for v, m in sorted(failed.items()))
-        super().__init__(f"{len(failed)} video(s) failed and were left out of the folds and "
-                         f"the report ({detail}). Fix the cause and run again: finished videos "
-                         "and folds are reused.")
+    return _video_flow("features", config, overrides, root, out, refresh)

@@ -1,28 +1,33 @@
-"""What every vrme Prefect task shares: retry rules, cache keys, task runners, config transport.
+"""What every vrme Prefect task shares: retry rules, task options, task runners, states.
 
 Tasks wrap library calls only. Their parameters are small (a config, names, paths) and their
 results are small dicts of paths and counts; large arrays never pass through Prefect.
+
+Prefect's result cache is not used: whether an output is done and valid is decided by the
+record the output carries (its parameters, input fingerprints and code version; see
+:mod:`vrme.train`, :mod:`vrme.align`, :mod:`vrme.features`, :mod:`vrme.ingest`). A task whose
+outputs are valid returns at once in the state ``Cached`` (:func:`reused`), so the UI shows
+what was reused without a second cache that could disagree with the files.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Iterable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from prefect import Task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
+from prefect.states import Completed, State
 
-from vrme.config import Config, OrchestrationConfig, stable_hash
+from vrme.config import OrchestrationConfig
 from vrme.errors import UserError
 
 log = logging.getLogger("vrme.tasks")
 
-CACHE_EXPIRATION = timedelta(days=365)
+TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+"""Options of every vrme task: no Prefect result cache (the outputs' own records decide)."""
 
 
 class TransientError(RuntimeError):
@@ -72,6 +77,7 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
 def task_options(orch: OrchestrationConfig, **extra: Any) -> dict[str, Any]:
     """``Task.with_options`` arguments for retries, delays and timeout from the config."""
     opts: dict[str, Any] = dict(
+        TASK_DEFAULTS,
         retries=orch.retries,
         retry_delay_seconds=orch.retry_delay_s,
         retry_condition_fn=retry_if_transient,
@@ -81,14 +87,10 @@ def task_options(orch: OrchestrationConfig, **extra: Any) -> dict[str, Any]:
     return opts
 
 
-def config_key(cfg: Config, *sections: str) -> str:
-    """Hash of the named config sections (for cache keys)."""
-    return cfg.section_hash(*sections)
-
-
-def cache_key(*parts: Any) -> str:
-    """A Prefect cache key from JSON-serialisable parts."""
-    return "vrme-" + stable_hash(list(parts), length=24)
+def reused(result: Any, what: str) -> State[Any]:
+    """The state of a task that found its outputs already valid: ``Cached`` (a completed state)
+    carrying ``result``; ``what`` says what was reused."""
+    return Completed(name="Cached", message=f"reused: {what}", data=result)
 
 
 def task_runner(orch: OrchestrationConfig):  # noqa: ANN201 - a Prefect TaskRunner
@@ -110,8 +112,3 @@ def task_runner(orch: OrchestrationConfig):  # noqa: ANN201 - a Prefect TaskRunn
         kwargs["n_workers"] = orch.max_workers
         kwargs["threads_per_worker"] = 1
     return DaskTaskRunner(cluster_kwargs=kwargs)
-
-
-def existing(paths: Iterable[str | Path]) -> bool:
-    """True if every path exists (used to validate cached task results)."""
-    return all(Path(p).exists() for p in paths)

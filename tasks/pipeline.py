@@ -1,50 +1,52 @@
 """The benchmark's Prefect tasks: thin wrappers around vrme library calls.
 
-Each task's cache key is built from the content fingerprint of its inputs and the config
-sections that change its output, and its (small) result is persisted, so a rerun of a flow
-skips every task whose inputs did not change. A cached result is only trusted if the files it
-names still exist (the flows check with :func:`outputs_exist` and refresh the task otherwise).
-The library keeps its own file-level caches as well (parameters + input fingerprints in every
-output file), so a task that does run on unchanged inputs recomputes nothing either.
+Every task asks the library whether its outputs are already valid (the record each output
+carries: parameters, input fingerprints, code version) and returns at once in the state
+``Cached`` when they are; otherwise it computes them. Prefect's result cache is not used
+(:data:`tasks.common.TASK_DEFAULTS`), so there is one authority for "done": the files.
+Parameters and results are small (a config, rows of the manifest, paths, counts).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.context import TaskRunContext
 
-from tasks.common import CACHE_EXPIRATION, TransientError, cache_key
+from tasks.common import TASK_DEFAULTS, TransientError, reused
 from vrme.config import Config
 from vrme.errors import DataError
 
 log = logging.getLogger("vrme.tasks")
 
 
-def _key_cfg(parameters: dict[str, Any]) -> Config:
-    return parameters["cfg"]
-
-
 # -- synthetic dataset ------------------------------------------------------------------------
 
 
-@task(name="synthesize", persist_result=False)
-def synthesize_task(cfg: Config) -> str:
-    """Generate the config's synthetic dataset into ``dataset.root`` unless it is complete."""
+@task(name="synthesize", **TASK_DEFAULTS)
+def synthesize_task(cfg: Config) -> Any:
+    """Generate the config's synthetic dataset into ``dataset.root`` unless the folder already
+    holds the one the config describes (its ``synth_spec.json``)."""
     from vrme.synth import generate_dataset, spec_from_config
 
     root = Path(cfg.dataset.root or "")
-    if (root / "synth_spec.json").is_file():
-        log.info("synthetic dataset present in %s", root)
-        return str(root)
-    result = generate_dataset(spec_from_config(cfg), root, progress=False,
-                              overwrite=root.exists())
+    spec = spec_from_config(cfg)
+    spec_file = root / "synth_spec.json"
+    if spec_file.is_file():
+        try:
+            present = json.loads(spec_file.read_text())
+        except (OSError, ValueError):
+            present = None
+        if (present or {}).get("spec") == json.loads(json.dumps(spec.as_dict())):
+            log.info("synthetic dataset present in %s", root)
+            return reused(str(root), f"synthetic dataset in {root}")
+        log.warning("%s holds a synthetic dataset made with other settings: generating the "
+                    "one the config describes", root)
+    result = generate_dataset(spec, root, progress=False, overwrite=root.exists())
     log.info("generated %d videos (%d frames) in %.1f s into %s", len(result.videos),
              result.n_frames, result.seconds, root)
     return str(root)
@@ -53,82 +55,56 @@ def synthesize_task(cfg: Config) -> str:
 # -- ingest -----------------------------------------------------------------------------------
 
 
-def _ingest_key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str:
-    from vrme.ingest import dataset_fingerprint
+@task(name="ingest", **TASK_DEFAULTS)
+def ingest_task(cfg: Config, force: bool = False) -> Any:
+    """Read the dataset root into manifest/labels/skipped (unless the ingest record says the
+    tables are current); return their paths and a summary."""
+    from vrme.ingest import ingest_if_needed
 
-    cfg = _key_cfg(parameters)
-    return cache_key("ingest", dataset_fingerprint(cfg), str(cfg.dataset.root),
-                     str(cfg.ingest_dir), cfg.dataset.name)
-
-
-@task(name="ingest", persist_result=True, cache_key_fn=_ingest_key,
-      cache_expiration=CACHE_EXPIRATION)
-def ingest_task(cfg: Config) -> dict[str, Any]:
-    """Read the dataset root into manifest/labels/skipped; return their paths and a summary."""
-    from vrme.ingest import ingest
-
-    res = ingest(cfg)
-    return {"files": {k: str(v) for k, v in res.files.items()}, "summary": res.summary()}
+    rec, was_current = ingest_if_needed(cfg, force=force)
+    out = {"files": rec["files"], "summary": rec["summary"]}
+    s = rec["summary"]
+    log.info("ingest%s: %d videos of %d subjects, %d frames", " (current)" if was_current else "",
+             s.get("videos", 0), s.get("subjects", 0), s.get("frames", 0))
+    return reused(out, "ingested tables") if was_current else out
 
 
 # -- align and features (per batch of videos) -------------------------------------------------
 
 
-def _video_key(stage: str):  # noqa: ANN202 - returns a Prefect cache_key_fn
-    """Cache key of an align/features task: the stage's parameter hash (the one naming its
-    cache folder) and the frame fingerprint of every video of the batch."""
-
-    def key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str:
-        from vrme.align import align_hash
-        from vrme.features import feature_hash
-        from vrme.videojobs import frames_fingerprint
-
-        cfg = _key_cfg(parameters)
-        params_hash = align_hash(cfg) if stage == "align" else feature_hash(cfg)
-        prints = [(r["subject"], r["video"],
-                   frames_fingerprint(r, cfg.dataset.root, cfg.dataset.frame_skip))
-                  for r in parameters["rows"]]
-        return cache_key(stage, params_hash, prints, cfg.dataset.name, str(cfg.dataset.root),
-                         str(cfg.out_dir))
-
-    return key
+def _statuses(statuses: list[Any], stage: str) -> Any:
+    rows = [asdict(s) for s in statuses]
+    for r in rows:
+        if r["status"] == "computed":
+            fps = r["frames_read"] / r["seconds"] if r["seconds"] > 0 else 0.0
+            log.info("%s %s/%s: %d frames, %d windows in %.1f s (%.0f frames/s)", stage,
+                     r["subject"], r["video"], r["frames_read"], r["n_windows"], r["seconds"], fps)
+        elif r["status"] == "skipped":
+            log.warning("%s %s/%s skipped: %s", stage, r["subject"], r["video"], r["reason"])
+    if rows and all(r["status"] == "cached" for r in rows):
+        return reused(rows, f"{stage} of {len(rows)} video(s)")
+    return rows
 
 
-def _statuses(statuses: list[Any]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in statuses]
-
-
-@task(name="align", persist_result=True, cache_key_fn=_video_key("align"),
-      cache_expiration=CACHE_EXPIRATION, task_run_name="align {rows[0][subject]}/{rows[0][video]}")
-def align_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> list[dict]:
-    """Landmarks for a batch of manifest rows (one process; cached videos are skipped)."""
+@task(name="align", task_run_name="align {rows[0][subject]}/{rows[0][video]}", **TASK_DEFAULTS)
+def align_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> Any:
+    """Landmarks for a batch of manifest rows (videos whose landmarks are valid are reused)."""
     from vrme.align import run_align
 
-    return _statuses(run_align(cfg, rows, workers=1, progress=False, force=force))
+    return _statuses(run_align(cfg, rows, workers=1, progress=False, force=force), "align")
 
 
-@task(name="features", persist_result=True, cache_key_fn=_video_key("features"),
-      cache_expiration=CACHE_EXPIRATION, task_run_name="features {rows[0][subject]}/{rows[0][video]}")
-def features_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> list[dict]:
+@task(name="features", task_run_name="features {rows[0][subject]}/{rows[0][video]}",
+      **TASK_DEFAULTS)
+def features_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> Any:
     """Window features for a batch of manifest rows whose landmarks exist."""
     from vrme.features import run_features
 
     return _statuses(run_features(cfg, rows, workers=1, progress=False, force=force,
-                                  align_first=False))
+                                  align_first=False), "features")
 
 
 # -- folds ------------------------------------------------------------------------------------
-
-
-def _fold_key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str:
-    from vrme.train import fold_config_hash, plan_fold
-
-    cfg = _key_cfg(parameters)
-    fold = str(parameters["fold"])
-    plan = plan_fold(cfg, fold, parameters["manifest_path"], parameters["labels_path"],
-                     parameters["features_dir"])
-    return cache_key("fold", fold_config_hash(cfg), fold, plan.input_fingerprint,
-                     str(parameters["run_dir"]))
 
 
 def inject_fault(cfg: Config, fold: str, run_dir: Path) -> None:
@@ -149,43 +125,38 @@ def inject_fault(cfg: Config, fold: str, run_dir: Path) -> None:
         raise TransientError(msg)
 
 
-@task(name="train-fold", persist_result=True, cache_key_fn=_fold_key,
-      cache_expiration=CACHE_EXPIRATION, task_run_name="fold {fold}")
+@task(name="train-fold", task_run_name="fold {fold}", **TASK_DEFAULTS)
 def train_fold_task(cfg: Config, fold: str, manifest_path: str, labels_path: str,
-                    features_dir: str, run_dir: str, force: bool = False) -> dict[str, Any]:
-    """Train and evaluate one leave-one-subject-out fold; return its folder and figures."""
+                    features_dir: str, run_dir: str, force: bool = False) -> Any:
+    """Make one leave-one-subject-out fold (train, or reuse a trained fold with the same
+    training settings and inputs, then decode); return its folder and figures."""
     from vrme.loso import fold_dir_for
-    from vrme.train import fold_config_hash, fold_is_complete, load_fold_result, plan_fold, train_fold
+    from vrme.train import models_dir, train_fold
 
-    t0 = time.perf_counter()
-    d = fold_dir_for(run_dir, fold)
     inject_fault(cfg, fold, Path(run_dir))
-    if not force and fold_is_complete(d, fold_config_hash(cfg)):
-        fp = plan_fold(cfg, fold, manifest_path, labels_path, features_dir).input_fingerprint
-        if fold_is_complete(d, fold_config_hash(cfg), fp):
-            res = load_fold_result(d)
-            return _fold_summary(res, time.perf_counter() - t0, reused=True)
-    res = train_fold(cfg, fold, manifest_path, labels_path, features_dir, d, progress=False)
-    return _fold_summary(res, time.perf_counter() - t0, reused=False)
-
-
-def _fold_summary(res: Any, seconds: float, reused: bool) -> dict[str, Any]:
-    return {
+    res = train_fold(cfg, fold, manifest_path, labels_path, features_dir,
+                     fold_dir_for(run_dir, fold), progress=False, models_dir=models_dir(cfg),
+                     reuse=not force)
+    summary = {
         "fold": res.fold,
         "fold_dir": str(res.fold_dir),
+        "how": res.how,
         "n_intervals": int(len(res.intervals)),
         "k_p": int(res.priors.k_p),
         "n_train_windows": int(res.n_train_windows),
-        "seconds": float(res.timings.get("total_s", seconds)),
-        "reused": reused,
+        "train_s": float(res.timings.get("train_s", 0.0)),
+        "seconds": float(res.timings.get("total_s", 0.0)),
         "final_loss": float(res.history[-1]["loss"]) if res.history else None,
     }
+    if res.how == "cached":
+        return reused(summary, f"fold {fold} (same settings and inputs)")
+    return summary
 
 
 # -- report -----------------------------------------------------------------------------------
 
 
-@task(name="report", persist_result=False)
+@task(name="report", **TASK_DEFAULTS)
 def report_task(cfg: Config, run_dir: str, manifest_path: str, labels_path: str) -> dict[str, Any]:
     """Pool the finished folds, score them, and write the run's report folder; return the
     paths, metrics.json's content, the per-fold rows and the markdown text."""
@@ -203,51 +174,28 @@ def report_task(cfg: Config, run_dir: str, manifest_path: str, labels_path: str)
         "per_fold": per_fold,
         "complete": res.complete,
         "missing_folds": list(res.missing_folds),
+        "plots": [str(p) for p in res.plots],
         "files": {"html": str(res.html), "metrics": str(res.metrics_path),
                   "predictions": str(res.predictions)},
     }
     return json.loads(json.dumps(out, default=str))
 
 
-def outputs_exist(result: Any) -> bool:
-    """True if every file a task result names still exists (a cached result is then valid)."""
-    paths: list[str] = []
-    if isinstance(result, dict):
-        if "files" in result:
-            paths += list(result["files"].values())
-        if "fold_dir" in result:
-            paths += [str(Path(result["fold_dir"]) / "fold.json")]
-    elif isinstance(result, list):
-        paths += [r["path"] for r in result if isinstance(r, dict) and r.get("path")]
-    return all(Path(p).exists() for p in paths)
-
-
 # -- final model, predictions, one video --------------------------------------------------------
 
 
-def _final_key(ctx: TaskRunContext, parameters: dict[str, Any]) -> str:
-    from vrme.features import features_dir
-    from vrme.final import plan_final
-    from vrme.train import fold_config_hash
+@task(name="train-final", **TASK_DEFAULTS)
+def train_final_task(cfg: Config, force: bool = False) -> Any:
+    """Train the final model on every subject (unless a valid one exists); return its folder."""
+    from vrme.final import current_final_model, train_final
 
-    cfg = _key_cfg(parameters)
-    plan = plan_final(cfg, cfg.ingest_dir / "manifest.parquet", cfg.ingest_dir / "labels.parquet",
-                      features_dir(cfg))
-    return cache_key("final", fold_config_hash(cfg), plan.input_fingerprint, str(cfg.out_dir),
-                     cfg.run_name)
-
-
-@task(name="train-final", persist_result=True, cache_key_fn=_final_key,
-      cache_expiration=CACHE_EXPIRATION)
-def train_final_task(cfg: Config) -> dict[str, Any]:
-    """Train the final model on every subject; return its folder."""
-    from vrme.final import train_final
-
-    folder = train_final(cfg, progress=False)
-    return {"model_dir": str(folder), "files": {"model": str(Path(folder) / "model.json")}}
+    current = None if force else current_final_model(cfg)
+    folder = current or train_final(cfg, progress=False, reuse=False)
+    out = {"model_dir": str(folder), "files": {"model": str(Path(folder) / "model.json")}}
+    return reused(out, f"final model {folder}") if current else out
 
 
-@task(name="predict", persist_result=False)
+@task(name="predict", **TASK_DEFAULTS)
 def predict_task(models: list[str], root: str, out_csv: str, cache_dir: str,
                  fps: float | None = None) -> dict[str, Any]:
     """MEGC submission CSV for every video under ``root`` with the given model(s)."""
@@ -260,7 +208,7 @@ def predict_task(models: list[str], root: str, out_csv: str, cache_dir: str,
             "videos": pred.videos.to_dict(orient="records")}
 
 
-@task(name="spot", persist_result=False)
+@task(name="spot", **TASK_DEFAULTS)
 def spot_task(video: str, models: list[str], cache_dir: str, plot: str | None = None,
               fps: float | None = None) -> dict[str, Any]:
     """Spot one video; return its intervals (and write the score plot if asked)."""

@@ -64,19 +64,28 @@ def test_benchmark_completes_then_reruns_from_cache(prefect_harness, tiny_synth_
     assert res2["videos"] == {"cached": 3}
     states2 = task_states(second)
     expensive = {n: s for n, s in states2.items()
-                 if n.split(" ")[0] in ("align", "features", "fold") or n.startswith("ingest")}
-    assert len(expensive) == 10 and set(expensive.values()) == {"Cached"}, states2
+                 if n.split(" ")[0] in ("align", "features", "fold") or n.startswith("ingest")
+                 or n.startswith("synthesize")}
+    assert len(expensive) == 11 and set(expensive.values()) == {"Cached"}, states2
     # identical numbers from the cache
     m1 = json.loads((report / "metrics.json").read_text())
     assert res2["report"]["metrics"]["official"] == m1["official"]
 
-    # a deleted output is noticed: the cached task result is not trusted, the fold is redone
+    # a deleted output is noticed (the files are the only record): fold 2 is made again from
+    # its trained network, which is still valid (no training)
     fold2 = work / "runs" / "tiny" / "folds" / "2"
     (fold2 / "fold.json").unlink()
     third = run_benchmark(cfg)
     assert third.is_completed(), third.message
-    assert third.result()["folds_trained"] == ["2"]
+    assert third.result()["folds_decoded"] == ["2"] and third.result()["folds_trained"] == []
     assert (fold2 / "fold.json").is_file()
+    # ... and a deleted trained network is trained again
+    trained = json.loads((fold2 / "fold.json").read_text())["trained_dir"]
+    (Path(trained) / "train.json").unlink()
+    (fold2 / "fold.json").unlink()
+    fourth = run_benchmark(cfg)
+    assert fourth.result()["folds_trained"] == ["2"]
+    assert json.loads((report / "metrics.json").read_text())["official"] == m1["official"]
 
 
 def test_failed_fold_is_named_and_rerun_alone(prefect_harness, tiny_synth_root, tmp_path):
@@ -86,7 +95,8 @@ def test_failed_fold_is_named_and_rerun_alone(prefect_harness, tiny_synth_root, 
         "  fault: {fail_folds: ['2'], kind: data, times: 1}}\n")
     first = run_benchmark(cfg)
     assert first.is_failed()
-    assert "fold(s) failed: 2" in first.message and "vrme run --folds 2" in first.message
+    assert "fold(s) failed: 2" in first.message
+    assert f"`vrme run --config {cfg} --folds 2`" in first.message
     run = tmp_path / "work" / "runs" / "tiny"
     # the report still ran on the folds that finished, and says it is incomplete
     metrics = json.loads((run / "report" / "metrics.json").read_text())
@@ -174,3 +184,82 @@ def test_final_model_predict_and_spot_flows(prefect_harness, tiny_synth_root, tm
     assert spot.is_completed(), spot.message
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(spot.result()["intervals"], list)
+
+
+def test_configs_a_b_a_each_get_their_own_numbers(prefect_harness, tiny_synth_root, tmp_path):
+    """Default, then decode.p=0.6, then the default again: every run reports exactly its own
+    config's numbers; the decoding change trains nothing and the return to A reuses all."""
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    metrics = tmp_path / "work" / "runs" / "tiny" / "report" / "metrics.json"
+    a1 = run_benchmark(cfg)
+    assert a1.is_completed(), a1.message
+    ma = json.loads(metrics.read_text())
+    b = run_benchmark(cfg, overrides=["decode.p=0.6"])
+    assert b.is_completed(), b.message
+    assert b.result()["folds_trained"] == [] and b.result()["folds_decoded"] == ["1", "2", "3"]
+    mb = json.loads(metrics.read_text())
+    a2 = run_benchmark(cfg)
+    assert a2.is_completed(), a2.message
+    assert a2.result()["folds_trained"] == [] and a2.result()["folds_decoded"] == ["1", "2", "3"]
+    assert json.loads(metrics.read_text())["official"] == ma["official"]
+    b2 = run_benchmark(cfg, overrides=["decode.p=0.6"])
+    assert json.loads(metrics.read_text())["official"] == mb["official"]
+    assert b2.result()["folds_trained"] == []
+    assert mb["fold_config_hash"] != ma["fold_config_hash"]
+
+
+def test_decode_code_version_redecodes_and_train_version_retrains(
+        prefect_harness, tiny_synth_root, tmp_path, monkeypatch):
+    import vrme.decode
+    import vrme.features
+    import vrme.train
+
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    assert run_benchmark(cfg).is_completed()
+    monkeypatch.setattr(vrme.decode, "DECODE_VERSION", vrme.decode.DECODE_VERSION + 1)
+    res = run_benchmark(cfg).result()
+    assert res["folds_decoded"] == ["1", "2", "3"] and res["videos"] == {"cached": 3}
+    monkeypatch.setattr(vrme.train, "TRAIN_VERSION", vrme.train.TRAIN_VERSION + 1)
+    res = run_benchmark(cfg).result()
+    assert res["folds_trained"] == ["1", "2", "3"] and res["videos"] == {"cached": 3}
+    monkeypatch.setattr(vrme.features, "FEATURES_VERSION", vrme.features.FEATURES_VERSION + 1)
+    res = run_benchmark(cfg).result()
+    assert res["videos"] == {"computed": 3} and res["folds_trained"] == ["1", "2", "3"]
+
+
+def test_unwritable_fold_folder_fails_only_that_fold(prefect_harness, tiny_synth_root, tmp_path):
+    """A file where fold 2's folder should be (as root, permission bits do not stop writes):
+    folds 1 and 3 finish, the report and artifacts are built from them, the run ends Failed
+    naming fold 2, its reason and the command that reruns it."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    run = tmp_path / "work" / "runs" / "tiny"
+    (run / "folds").mkdir(parents=True)
+    (run / "folds" / "2").write_text("not a folder")
+    state = run_benchmark(cfg)
+    assert state.is_failed()
+    assert "fold(s) failed: 2" in state.message and "WriteError" in state.message
+    assert f"vrme run --config {cfg} --folds 2" in state.message
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["completed_folds"] == ["1", "3"] and metrics["missing_folds"] == ["2"]
+    assert "cannot create folder" in metrics["missing_reasons"]["2"]
+    failures = json.loads((run / "failures.json").read_text())
+    assert "WriteError" in failures["folds"]["2"]["message"]
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    by_type = {a.type: a for a in arts}
+    assert by_type["progress"].data == 100.0
+    table = by_type["table"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert {r["subject"]: r["status"] for r in rows} == {
+        "1": "trained", "2": "failed", "3": "trained"}
+    assert "Incomplete run" in by_type["markdown"].data
+    # fixed: the rerun makes fold 2 only
+    (run / "folds" / "2").unlink()
+    again = run_benchmark(cfg, folds=["2"])
+    assert again.is_completed(), again.message
+    assert again.result()["folds_trained"] == ["2"]
+    assert "2" not in json.loads((run / "failures.json").read_text())["folds"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -81,7 +82,9 @@ def test_scores_cover_the_test_video_in_original_numbers(fold, dataset):
     assert list(scores["index"]) == list(range(n_cov))
     assert list(scores["frame"]) == [5 + SKIP * i for i in range(n_cov)]
     assert scores["spot"].between(0, 1).all()
-    assert meta["k_p"] >= 1 and meta["fold"] == "01"
+    # k_p belongs to decoding (priors.json), not to the trained scores
+    assert Priors.load(d / "priors.json").k_p >= 1 and meta["fold"] == "01"
+    assert "k_p" not in meta
     iv = pd.read_csv(d / "intervals.csv", dtype={"subject": str, "video": str})
     assert list(iv.columns) == ["subject", "video", "onset", "apex", "offset", "emotion", "score"]
     if len(iv):
@@ -146,3 +149,54 @@ def test_unknown_fold_is_reported(dataset, tmp_path):
     with pytest.raises(DataError, match="no video in the manifest"):
         train_fold(tiny_cfg(), "99", dataset.manifest_path, dataset.labels_path,
                    dataset.features_dir, tmp_path / "f", progress=False)
+
+
+def _fold(cfg, dataset, fold_dir, models):
+    return train_fold(cfg, "01", dataset.manifest_path, dataset.labels_path,
+                      dataset.features_dir, fold_dir, progress=False, models_dir=models)
+
+
+def test_configs_a_b_a_reuse_training_and_give_each_its_own_numbers(dataset, tmp_path):
+    """Decoding settings change intervals only: A, B, A trains once, decodes each time, and
+    every run gets exactly its own config's intervals."""
+    from vrme.train import models_dir as default_models_dir
+
+    a = tiny_cfg()
+    b = a.model_copy(deep=True)
+    b.decode.p = 0.8
+    assert default_models_dir(a) == default_models_dir(b)  # one training hash
+    models = tmp_path / "models"
+    fold_dir = tmp_path / "run" / "01"
+    first = _fold(a, dataset, fold_dir, models)
+    iv_a = (fold_dir / "intervals.csv").read_text()
+    assert first.how == "trained" and (models / "01" / "train.json").is_file()
+    assert os.path.samefile(models / "01" / "model.pt", fold_dir / "model.pt")
+    second = _fold(b, dataset, fold_dir, models)
+    assert second.how == "decoded"
+    alone = train_fold(b, "01", dataset.manifest_path, dataset.labels_path,
+                       dataset.features_dir, tmp_path / "alone", progress=False)
+    assert (fold_dir / "intervals.csv").read_text() == (tmp_path / "alone" /
+                                                        "intervals.csv").read_text()
+    third = _fold(a, dataset, fold_dir, models)
+    assert third.how == "decoded" and (fold_dir / "intervals.csv").read_text() == iv_a
+    assert _fold(a, dataset, fold_dir, models).how == "cached"
+    assert fold_is_complete(fold_dir, fold_config_hash(a)) and not fold_is_complete(
+        fold_dir, fold_config_hash(b))
+
+
+def test_code_versions_invalidate_exactly_their_outputs(dataset, tmp_path, monkeypatch):
+    import vrme.decode
+    import vrme.train
+
+    cfg = tiny_cfg()
+    models = tmp_path / "models"
+    fold_dir = tmp_path / "run" / "01"
+    assert _fold(cfg, dataset, fold_dir, models).how == "trained"
+    monkeypatch.setattr(vrme.decode, "DECODE_VERSION", vrme.decode.DECODE_VERSION + 1)
+    assert _fold(cfg, dataset, fold_dir, models).how == "decoded"  # no training
+    assert _fold(cfg, dataset, fold_dir, models).how == "cached"
+    before = vrme.train.train_hash(cfg)
+    monkeypatch.setattr(vrme.train, "TRAIN_VERSION", vrme.train.TRAIN_VERSION + 1)
+    assert vrme.train.train_hash(cfg) != before
+    again = _fold(cfg, dataset, fold_dir, models)  # the record names the old training hash
+    assert again.how == "trained"

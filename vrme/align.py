@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 N_LANDMARKS = 68
 LANDMARKS_FORMAT = 1
+ALIGN_VERSION = 1
+"""Version of the alignment numerics (detection, landmarks, crop box). Part of
+:func:`align_params`: bump it with any change that changes a landmarks file."""
 
 LANDMARKS_SCHEMA = pa.schema(
     [
@@ -348,6 +351,7 @@ def align_params(cfg: Config) -> dict[str, Any]:
         "k": int(cfg.features.k),
         "bad_frame": cfg.features.bad_frame,
         "format": LANDMARKS_FORMAT,
+        "version": ALIGN_VERSION,
     }
 
 

@@ -27,6 +27,11 @@ from scipy.signal import find_peaks
 
 from vrme.config import CLASS_NAMES, DecodeConfig
 
+DECODE_VERSION = 1
+"""Version of the decoding numerics. Part of every fold's decode hash
+(:func:`vrme.train.decode_hash`): bump it with any change that changes decoded intervals, and
+exactly the fold intervals are decoded again (no training)."""
+
 NEUTRAL_CLASS = len(CLASS_NAMES) - 1
 FLAT_TOLERANCE = 1e-6
 """A score curve whose max - min is below this has no peak."""

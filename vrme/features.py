@@ -75,6 +75,10 @@ from vrme.videojobs import (
 log = logging.getLogger(__name__)
 
 FEATURES_FORMAT = 1
+FEATURES_VERSION = 1
+"""Version of the feature numerics (flow, ROIs, re-alignment). Part of :func:`feature_params`:
+bump it with any change that changes a feature value, and exactly the features (and what is
+made from them) recompute; the landmarks are kept."""
 
 __all__ = [
     "VideoStatus",
@@ -97,7 +101,8 @@ def feature_params(cfg: Config) -> dict[str, Any]:
     feats = cfg.features.model_dump(mode="json")
     feats.pop("workers", None)
     return {"align": align_params(cfg), "features": feats,
-            "frame_skip": int(cfg.dataset.frame_skip), "format": FEATURES_FORMAT}
+            "frame_skip": int(cfg.dataset.frame_skip), "format": FEATURES_FORMAT,
+            "version": FEATURES_VERSION}
 
 
 def feature_hash(cfg: Config) -> str:

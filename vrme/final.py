@@ -75,6 +75,21 @@ def final_is_complete(model_dir: str | os.PathLike[str], config_hash: str | None
     return all((Path(model_dir) / f).is_file() for f in ("model.pt", "priors.json"))
 
 
+def current_final_model(cfg: Config) -> Path | None:
+    """The config's final model folder (:func:`final_model_dir`) when it holds a finished model
+    made with this config and these inputs (ingested tables and features under the config's
+    work folder); else None."""
+    from vrme.features import features_dir
+    from vrme.train import fold_config_hash
+
+    out = final_model_dir(cfg)
+    if not final_is_complete(out, fold_config_hash(cfg)):
+        return None
+    plan = plan_final(cfg, cfg.ingest_dir / "manifest.parquet", cfg.ingest_dir / "labels.parquet",
+                      features_dir(cfg))
+    return out if final_is_complete(out, fold_config_hash(cfg), plan.input_fingerprint) else None
+
+
 def train_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str] | None = None,
                 labels: pd.DataFrame | str | os.PathLike[str] | None = None,
                 features_dir: str | os.PathLike[str] | None = None,

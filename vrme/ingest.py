@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 MANIFEST_FILE = "manifest.parquet"
 LABELS_FILE = "labels.parquet"
 SKIPPED_FILE = "skipped.csv"
+INGEST_RECORD = "ingest.json"
+INGEST_VERSION = 1
+"""Version of the ingestion rules (what is read, kept and skipped). Part of the ingest record:
+bump it with any change that changes the manifest, the labels or skipped.csv."""
 
 
 @dataclass
@@ -431,3 +435,49 @@ def dataset_fingerprint(cfg: Config, root: Path | None = None) -> str:
                 st = os.stat(os.path.join(dirpath, f))
                 h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
+
+
+def ingest_record_key(cfg: Config) -> dict[str, Any]:
+    """What ingested tables depend on: the dataset fingerprint (settings, spreadsheets, folder
+    times) and :data:`INGEST_VERSION`."""
+    return {"dataset_fingerprint": dataset_fingerprint(cfg), "version": INGEST_VERSION}
+
+
+def current_ingest(cfg: Config) -> dict[str, Any] | None:
+    """The ingest record (``<out>/ingest/ingest.json``) when it was made from this dataset
+    with these settings and code version and its tables exist; else None."""
+    import json
+
+    path = cfg.ingest_dir / INGEST_RECORD
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("key") != ingest_record_key(cfg):
+        return None
+    if not all(Path(p).is_file() for p in rec.get("files", {}).values()):
+        return None
+    return rec
+
+
+def ingest_if_needed(cfg: Config, force: bool = False) -> tuple[dict[str, Any], bool]:
+    """Ingest unless :func:`current_ingest` finds valid tables; returns (the ingest record:
+    files, summary, key) and whether it was reused. The record is written last."""
+    from vrme.io import write_json_atomic
+
+    rec = None if force else current_ingest(cfg)
+    if rec is not None:
+        return rec, True
+    key = ingest_record_key(cfg)
+    res = ingest(cfg)
+    rec = {"key": key, "files": {k: str(v) for k, v in res.files.items()},
+           "summary": res.summary()}
+    write_json_atomic(cfg.ingest_dir / INGEST_RECORD, rec)
+    return json_ready(rec), False
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` with numpy scalars turned into Python ones (for JSON and Prefect)."""
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda v: v.item() if hasattr(v, "item") else str(v)))

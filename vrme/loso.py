@@ -25,6 +25,7 @@ from vrme.config import Config, DecodeConfig
 from vrme.decode import OUTPUT_COLUMNS, empty_intervals
 from vrme.errors import DataError
 from vrme.io import write_json_atomic, write_text_atomic
+from vrme.priors import Priors
 from vrme.train import (
     FoldResult,
     ModelFactory,
@@ -32,8 +33,6 @@ from vrme.train import (
     decode_scores_table,
     fold_config_hash,
     fold_is_complete,
-    load_fold_result,
-    plan_fold,
     read_intervals,
     read_scores,
     subject_sort_key,
@@ -112,8 +111,9 @@ def redecode_run(run_dir: str | os.PathLike[str], decode: DecodeConfig,
     folds = finished_folds(run_dir) if folds is None else folds
     parts = []
     for f in folds:
-        scores, meta = read_scores(root / str(f))
-        parts.append(decode_scores_table(scores, int(k_p or meta["k_p"]), decode))
+        scores, _ = read_scores(root / str(f))
+        fold_k_p = Priors.load(root / str(f) / "priors.json").k_p
+        parts.append(decode_scores_table(scores, int(k_p or fold_k_p), decode))
     parts = [p for p in parts if len(p)]
     return (pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else empty_intervals())
 
@@ -188,11 +188,14 @@ def run_loso(cfg: Config, manifest_path: str | os.PathLike[str] | pd.DataFrame,
              labels_path: str | os.PathLike[str] | pd.DataFrame,
              features_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str],
              folds: list[str] | None = None, *, progress: bool = True, reuse: bool = True,
-             model_factory: ModelFactory | None = None) -> LosoResult:
+             model_factory: ModelFactory | None = None,
+             models_dir: str | os.PathLike[str] | None = None) -> LosoResult:
     """Run every fold (or the named ones), pool their intervals and score them.
 
-    A fold whose folder already holds a finished fold with the same config hash and input
-    fingerprint is reused when ``reuse`` is true. Scoring uses the real labels of the scored
+    With ``reuse`` what is still valid is reused (:func:`vrme.train.train_fold`): a finished
+    fold with the same settings and inputs as it is, a trained fold with the same training
+    settings and inputs decoded again. ``models_dir`` keeps trained folds per training hash
+    (see :func:`vrme.train.models_dir`). Scoring uses the real labels of the scored
     subjects (also under ``train.shuffle_labels``, which only moves the training labels).
     Writes ``predictions.csv`` and ``loso.json`` in ``run_dir``.
     """
@@ -211,16 +214,11 @@ def run_loso(cfg: Config, manifest_path: str | os.PathLike[str] | pd.DataFrame,
     chash = fold_config_hash(cfg)
     results: list[FoldResult] = []
     for i, f in enumerate(folds, 1):
-        d = fold_dir_for(run_dir, f)
-        if reuse and fold_is_complete(d, chash):
-            fp = plan_fold(cfg, f, manifest, labels, features_dir).input_fingerprint
-            if fold_is_complete(d, chash, fp):
-                log.info("fold %s (%d/%d): reusing %s", f, i, len(folds), d)
-                results.append(load_fold_result(d))
-                continue
-        log.info("fold %s (%d/%d): training", f, i, len(folds))
-        results.append(train_fold(cfg, f, manifest, labels, features_dir, d, progress=progress,
-                                  model_factory=model_factory))
+        log.info("fold %s (%d/%d)", f, i, len(folds))
+        results.append(train_fold(cfg, f, manifest, labels, features_dir,
+                                  fold_dir_for(run_dir, f), progress=progress,
+                                  model_factory=model_factory, reuse=reuse,
+                                  models_dir=models_dir))
     parts = [r.intervals for r in results if len(r.intervals)]
     pred = pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else empty_intervals()
     gt = ground_truth_table(labels, folds)

@@ -60,6 +60,9 @@ DEFAULT_MAX_VIDEOS = 12
 STRS_COLUMNS = ["subject", "video", "onset", "offset", "emotion"]
 PAPER_LAYOUTS = ("casme3", "samm_lv")
 _FAILURE_FILES = ("failed.json", "error.json")
+RUN_FAILURES_FILE = "failures.json"
+"""Failures an orchestrator recorded for the whole run (``{"folds": {fold: {"message": ...}}}``);
+used when a fold's own folder could not hold its ``failed.json``."""
 
 
 # -- run.json --------------------------------------------------------------------------------
@@ -152,6 +155,12 @@ def fold_states(run_dir: str | os.PathLike[str], expected: list[str],
     ``failed.json``/``error.json`` an orchestrator left there)."""
     from vrme.train import fold_is_complete, read_fold_marker
 
+    run_failures: dict[str, Any] = {}
+    try:
+        run_failures = (json.loads((Path(run_dir) / RUN_FAILURES_FILE).read_text())
+                        .get("folds") or {})
+    except (OSError, ValueError, AttributeError):
+        pass
     out = []
     for f in expected:
         d = Path(run_dir) / "folds" / str(f)
@@ -183,6 +192,11 @@ def fold_states(run_dir: str | os.PathLike[str], expected: list[str],
                 if msg:
                     reason = f"failed: {str(msg).strip()[:300]}"
                 break
+        else:
+            rec = run_failures.get(str(f))
+            msg = rec.get("message") if isinstance(rec, dict) else rec
+            if msg:
+                reason = f"failed: {str(msg).strip()[:300]}"
         out.append(FoldState(f, False, reason, marker))
     return out
 
@@ -563,7 +577,7 @@ def build_report(run_dir: str | os.PathLike[str], cfg: Config | None = None, *,
         grp = table[(table["subject"].astype(str) == subj) & (table["video"].astype(str) == vid)]
         grp = grp.sort_values("index")
         spot = grp["spot"].to_numpy(np.float64)
-        k_p = int(meta.get("k_p") or 1)
+        k_p = int(states[[s.fold for s in states].index(f)].marker.get("k_p") or 1)
         smoothed = box_smooth(spot, 2 * k_p) if len(spot) else spot
         thr = peak_threshold(smoothed, cfg.decode.p) if len(spot) else None
         g = gt[(gt["subject"] == subj) & (gt["video"] == vid)]

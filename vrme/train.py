@@ -12,6 +12,15 @@ videos. Its folder receives:
 - ``fold.json``: written last, the done-marker: config hash, input fingerprint, timings and the
   loss of every epoch. A folder without it (or with other hashes) is not a finished fold.
 
+Training and decoding are two records. The trained network and its per-frame scores
+(``model.pt``, ``scores.parquet``) depend only on the training settings (:func:`train_hash`,
+which includes :data:`TRAIN_VERSION`) and the training inputs; ``train.json`` next to them says
+so. The intervals depend on the scores, k_p and the decode settings (:func:`decode_hash`, which
+includes :data:`vrme.decode.DECODE_VERSION`). With ``models_dir`` (what a benchmark run uses:
+``<out>/models/<dataset>/<train-hash>/``) trained folds are kept per training hash, so a change
+of decoding settings, or a return to a config run before, trains nothing: the fold is only
+decoded again. The fold folder then holds links to the model and scores it was decoded from.
+
 Memory: only the training windows the fold selects are loaded (every window containing an ME
 frame and a seeded sample of ME-free ones); test videos are streamed one at a time.
 
@@ -46,7 +55,8 @@ import pyarrow as pa
 from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_hash
 from vrme.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
 from vrme.errors import DataError
-from vrme.io import (read_parquet_metadata, write_bytes_atomic, write_json_atomic,
+from vrme.interrupt import check as check_interrupt
+from vrme.io import (ensure_folder, read_parquet_metadata, write_bytes_atomic, write_json_atomic,
                      write_parquet_atomic, write_text_atomic)
 from vrme.priors import Priors, estimate_priors
 from vrme.schema import read_labels, read_manifest, read_video_features, VideoFeatures
@@ -64,7 +74,11 @@ from vrme.windows import (
 
 log = logging.getLogger(__name__)
 
-FOLD_VERSION = 1
+TRAIN_VERSION = 2
+"""Version of the training numerics (window selection, targets, model, optimisation, prediction).
+Part of :func:`train_hash`: bump it with any change that changes a trained model or its scores,
+and exactly the trained folds (and final models) recompute."""
+TRAIN_RECORD = "train.json"
 LOGIT_COLUMNS = [f"logit_{c}" for c in CLASS_NAMES]
 SCORE_COLUMNS = ["subject", "video", "index", "frame", "spot"] + LOGIT_COLUMNS
 SCORES_SCHEMA = pa.schema(
@@ -111,6 +125,7 @@ class FoldPlan:
     selection: TrainingSelection
     priors: Priors
     input_fingerprint: str
+    train_fingerprint: str = ""
 
 
 def _video_refs(manifest: pd.DataFrame, features_dir: Path, cfg: Config
@@ -218,16 +233,22 @@ def plan_fold(cfg: Config, fold: str | None, manifest: pd.DataFrame | str | os.P
         priors = dataclasses.replace(priors, scope="all")
 
     label_cols = ["subject", "video", "onset", "apex", "offset", "emotion"]
-    used_labels = ev_all if cfg.priors.scope == "global" else ev_train
     used = {r.key for r in train_videos} | {r.key for r in test_videos}
-    fingerprint = stable_hash({
+    # What the trained network and its scores depend on: the features read and the training
+    # labels. The labels behind k_p (all of them under scope global) matter to decoding only.
+    train_fp = stable_hash({
         "features": [[r.subject, r.video, r.n_windows, r.meta] for key, r in sorted(refs.items())
                      if key in used],
-        "labels": used_labels[label_cols].astype(str).to_numpy().tolist(),
+        "labels": ev_train[label_cols].astype(str).to_numpy().tolist(),
+    }, length=16)
+    prior_labels = ev_all if cfg.priors.scope == "global" else ev_train
+    fingerprint = stable_hash({
+        "train": train_fp, "prior_labels": prior_labels[label_cols].astype(str).to_numpy().tolist(),
     }, length=16)
     return FoldPlan(fold=FINAL_FOLD if final else fold, train_subjects=train_subjects,
                     train_videos=train_videos, test_videos=test_videos, events=events,
-                    selection=selection, priors=priors, input_fingerprint=fingerprint)
+                    selection=selection, priors=priors, input_fingerprint=fingerprint,
+                    train_fingerprint=train_fp)
 
 
 @dataclass
@@ -320,6 +341,7 @@ def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: 
             scale = lo + (hi - lo) * torch.rand(n, generator=gen)
             tot = tot_mse = tot_ce = 0.0
             for b in range(steps):
+                check_interrupt(f"training {label or 'a model'}")
                 idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
                 xb = (x[idx] * scale[idx, None, None]).to(device)
                 yb, cb = y[idx].to(device), c[idx].to(device)
@@ -379,6 +401,7 @@ def predict_video(model: Any, feats: VideoFeatures, device: Any,
     spots, logits = [], []
     with torch.no_grad():
         for b in range(0, len(feats.values), batch_size):
+            check_interrupt(f"prediction of {feats.subject}/{feats.video}")
             xb = torch.tensor(feats.values[b:b + batch_size], dtype=torch.float32, device=device)
             s, z = model(xb)
             spots.append(s.float().cpu().numpy())
@@ -392,16 +415,55 @@ def predict_video(model: Any, feats: VideoFeatures, device: Any,
 # -- a whole fold ---------------------------------------------------------------------------
 
 
+def train_params(cfg: Config) -> dict[str, Any]:
+    """Every setting a trained fold (network and per-frame scores) depends on besides its
+    inputs: the model and training sections (thread count and device excluded), the class
+    weighting (the neutral weight, zero under synergy strategy 0), the window length, the frame
+    skip and :data:`TRAIN_VERSION`. Decoding settings and k_p are not part of it."""
+    train = cfg.train.model_dump(mode="json")
+    train.pop("threads", None)
+    train.pop("device", None)
+    return {
+        "model": cfg.model.model_dump(mode="json"),
+        "train": train,
+        "neutral_weight": (0.0 if cfg.decode.synergy_strategy == 0
+                           else float(cfg.priors.neutral_weight_factor)),
+        "k": int(cfg.features.k),
+        "frame_skip": int(cfg.dataset.frame_skip),
+        "version": TRAIN_VERSION,
+    }
+
+
+def train_hash(cfg: Config) -> str:
+    """Short hash of :func:`train_params` (the folder of trained folds under ``models/``)."""
+    return stable_hash(train_params(cfg), length=16)
+
+
+def decode_params(cfg: Config) -> dict[str, Any]:
+    """Every setting a fold's intervals depend on besides its scores: the decode section, how
+    k_p is obtained (priors scope, a fixed k_p) and :data:`vrme.decode.DECODE_VERSION`."""
+    from vrme.decode import DECODE_VERSION
+
+    return {"decode": cfg.decode.model_dump(mode="json"),
+            "k_p": {"scope": cfg.priors.scope, "fixed": cfg.priors.k_p},
+            "version": DECODE_VERSION}
+
+
+def decode_hash(cfg: Config) -> str:
+    """Short hash of :func:`decode_params`."""
+    return stable_hash(decode_params(cfg), length=16)
+
+
 def fold_config_hash(cfg: Config) -> str:
-    """Hash of every setting that changes a fold's outputs (model, train, priors, decode,
-    window length, frame skip)."""
-    payload = {s: getattr(cfg, s).model_dump(mode="json")
-               for s in ("model", "train", "priors", "decode")}
-    payload["train"].pop("threads", None)
-    payload["train"].pop("device", None)
-    payload["k"] = cfg.features.k
-    payload["frame_skip"] = cfg.dataset.frame_skip
-    return stable_hash(payload, length=16)
+    """Hash of every setting that changes a fold's outputs: :func:`train_hash` and
+    :func:`decode_hash` (so the code versions of training and decoding are part of it)."""
+    return stable_hash({"train": train_hash(cfg), "decode": decode_hash(cfg)}, length=16)
+
+
+def models_dir(cfg: Config) -> Path:
+    """Where a benchmark run keeps its trained folds: ``<out>/models/<dataset>/<train-hash>``
+    (one sub-folder per fold)."""
+    return cfg.out_dir / "models" / cfg.dataset.name / train_hash(cfg)
 
 
 @dataclass
@@ -419,6 +481,8 @@ class FoldResult:
     n_train_windows: int
     reused: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    how: str = "trained"
+    """trained | decoded (training reused, intervals decoded again) | cached (nothing redone)."""
 
 
 def scores_table(subject: str, video: str, spot: np.ndarray, logits: np.ndarray,
@@ -477,13 +541,7 @@ def read_intervals(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def read_fold_marker(fold_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The fold's ``fold.json`` as a dict, or None when missing or unreadable."""
-    import json
-
-    p = Path(fold_dir) / "fold.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json_record(Path(fold_dir) / "fold.json")
 
 
 def fold_is_complete(fold_dir: str | os.PathLike[str], config_hash: str | None = None,
@@ -514,6 +572,7 @@ def load_fold_result(fold_dir: str | os.PathLike[str]) -> FoldResult:
         timings=marker.get("timings", {}), config_hash=marker["config_hash"],
         input_fingerprint=marker["input_fingerprint"],
         n_train_windows=int(marker.get("n_train_windows", 0)), reused=True, info=marker,
+        how=str(marker.get("how", "trained")),
     )
 
 
@@ -525,10 +584,11 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
              model_factory: ModelFactory | None = None) -> tuple[Any, list[dict[str, float]],
                                                                  Any, dict[str, float]]:
     """Train the network a plan describes and save ``priors.json`` and ``model.pt`` (state
-    dict, model config, k, priors, fold, config hash) into ``out_dir``.
+    dict, model config, k, priors, fold, training hash) into ``out_dir``.
 
-    Returns (model, loss history, device, timings with load_s and train_s). Shared by the
-    folds and the final model, so both train exactly the same way.
+    Returns (model, loss history, device, timings with load_s and train_s; train_s counts
+    training only, not the wait for another fold's training to end). Shared by the folds and
+    the final model, so both train exactly the same way.
     """
     import torch
 
@@ -536,6 +596,7 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
         from vrme.model import build_model as model_factory
     t0 = time.perf_counter()
     priors = plan.priors
+    ensure_folder(out_dir)
     priors.save(out_dir / "priors.json")
     data = load_training_windows(plan)
     timings = {"load_s": time.perf_counter() - t0}
@@ -548,9 +609,12 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
     # Model init and drop-path masks draw from torch's process-wide generator: folds trained
     # side by side in threads (the threads task runner) would interleave their draws and
     # change each other's numbers, so training holds a lock from seeding to the last step.
+    t_wait = time.perf_counter()
     with _TRAIN_LOCK:
+        timings["wait_s"] = time.perf_counter() - t_wait
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        timings["threads"] = float(torch.get_num_threads())
         seed_everything(cfg.train.seed)
         model = model_factory(cfg.model, cfg.features.k).to(device)
         t1 = time.perf_counter()
@@ -563,82 +627,181 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
     torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
                 "priors": priors.to_dict(), "fold": plan.fold,
-                "config_hash": fold_config_hash(cfg)}, buf)
+                "train_hash": train_hash(cfg)}, buf)
     write_bytes_atomic(out_dir / "model.pt", buf.getvalue())
     return model, history, device, timings
 
 
-def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
-               labels: pd.DataFrame | str | os.PathLike[str],
-               features_dir: str | os.PathLike[str], fold_dir: str | os.PathLike[str],
-               progress: bool = True, model_factory: ModelFactory | None = None) -> FoldResult:
-    """Train on every subject but ``fold``, predict ``fold``'s videos, decode, and write the
-    fold folder (see the module docstring). ``fold.json`` is removed first and written last.
+TRAINED_FILES = ("model.pt", "scores.parquet")
+"""What a trained fold consists of (besides its record, ``train.json``)."""
 
-    ``model_factory(cfg.model, k)`` builds the network; default :func:`vrme.model.build_model`.
-    Same config, seed and inputs on the CPU give identical outputs.
-    """
+
+def read_json_record(path: Path) -> dict[str, Any] | None:
+    """A JSON record (``fold.json``, ``train.json``) as a dict, or None when missing or
+    unreadable."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def trained_fold_valid(trained_dir: str | os.PathLike[str], plan_hash: str,
+                       train_fingerprint: str) -> dict[str, Any] | None:
+    """The ``train.json`` of ``trained_dir`` when it records a finished training with this
+    training hash and these inputs and its files exist; else None."""
+    rec = read_json_record(Path(trained_dir) / TRAIN_RECORD)
+    if (not rec or rec.get("status") != "complete" or rec.get("train_hash") != plan_hash
+            or rec.get("train_fingerprint") != train_fingerprint):
+        return None
+    if not all((Path(trained_dir) / f).is_file() for f in TRAINED_FILES):
+        return None
+    return rec
+
+
+def _train_and_score(cfg: Config, plan: FoldPlan, trained_dir: Path, *, progress: bool,
+                     model_factory: ModelFactory | None) -> dict[str, Any]:
+    """Train a fold's network, predict every test video and write ``model.pt``,
+    ``scores.parquet`` and, last, ``train.json`` into ``trained_dir``; returns the record."""
     import torch
 
-    fold = str(fold)
-    fold_dir = Path(fold_dir)
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    (fold_dir / "fold.json").unlink(missing_ok=True)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    plan = plan_fold(cfg, fold, manifest, labels, features_dir)
-    priors = plan.priors
-    model, history, device, fit_timings = fit_plan(cfg, plan, fold_dir, progress=progress,
-                                                   model_factory=model_factory)
-    timings.update(fit_timings)
-    config_hash = fold_config_hash(cfg)
-
+    ensure_folder(trained_dir)
+    (trained_dir / TRAIN_RECORD).unlink(missing_ok=True)
+    model, history, device, timings = fit_plan(cfg, plan, trained_dir, progress=progress,
+                                               model_factory=model_factory)
     t2 = time.perf_counter()
-    scores_parts, interval_parts = [], []
+    parts = []
     for ref in plan.test_videos:
         feats = read_video_features(ref.path)
         spot, logits = predict_video(model, feats, device, cfg.train.predict_batch_size)
         if len(spot) == 0:
             log.warning("fold %s: video %s has no window (too short for k=%d); no prediction",
-                        fold, ref.video, cfg.features.k)
+                        plan.fold, ref.video, cfg.features.k)
             continue
-        table = scores_table(ref.subject, ref.video, spot, logits, ref.first_frame,
-                             ref.frame_skip)
-        scores_parts.append(table)
-        interval_parts.append(decode_scores_table(table, priors.k_p, cfg.decode))
-    scores = (pd.concat(scores_parts, ignore_index=True) if scores_parts
+        parts.append(scores_table(ref.subject, ref.video, spot, logits, ref.first_frame,
+                                  ref.frame_skip))
+    scores = (pd.concat(parts, ignore_index=True) if parts
               else SCORES_SCHEMA.empty_table().to_pandas())
-    intervals = pd.concat([p for p in interval_parts if len(p)] or [empty_intervals()],
-                          ignore_index=True)[OUTPUT_COLUMNS]
     timings["predict_s"] = time.perf_counter() - t2
-    write_parquet_atomic(fold_dir / "scores.parquet",
+    th = train_hash(cfg)
+    write_parquet_atomic(trained_dir / "scores.parquet",
                          pa.Table.from_pandas(scores[SCORE_COLUMNS], schema=SCORES_SCHEMA,
                                               preserve_index=False),
-                         {"vrme": {"fold": fold, "k_p": priors.k_p, "config_hash": config_hash,
+                         {"vrme": {"fold": plan.fold, "train_hash": th,
                                    "frame_skip": cfg.dataset.frame_skip}})
-    write_text_atomic(fold_dir / "intervals.csv", intervals_csv(intervals))
-    timings["total_s"] = time.perf_counter() - t0
-    marker = {
-        "status": "complete", "version": FOLD_VERSION, "fold": fold,
-        "config_hash": config_hash, "input_fingerprint": plan.input_fingerprint,
+    timings["trained_s"] = time.perf_counter() - t0
+    record = {
+        "status": "complete", "fold": plan.fold, "train_hash": th,
+        "train_params": train_params(cfg), "train_fingerprint": plan.train_fingerprint,
         "train_subjects": plan.train_subjects, "test_videos": [r.video for r in plan.test_videos],
         "n_train_windows": int(plan.selection.n_me + plan.selection.n_free),
         "n_me_windows": plan.selection.n_me, "n_free_windows": plan.selection.n_free,
-        "k_p": priors.k_p, "n_intervals": len(intervals), "device": str(device),
+        "class_weights": list(plan.priors.class_weights), "device": str(device),
         "torch": torch.__version__, "timings": timings, "history": history,
     }
+    write_json_atomic(trained_dir / TRAIN_RECORD, record)
+    log.info("fold %s trained in %.1f s (%.1f s training)", plan.fold, timings["trained_s"],
+             timings["train_s"])
+    return record
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same file as ``src``: a hard link (atomically replacing ``dst``), or a
+    copy where links are not possible."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+    tmp = dst.with_name(f"{dst.name}.link-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        write_bytes_atomic(dst, src.read_bytes())
+
+
+def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
+               labels: pd.DataFrame | str | os.PathLike[str],
+               features_dir: str | os.PathLike[str], fold_dir: str | os.PathLike[str],
+               progress: bool = True, model_factory: ModelFactory | None = None,
+               models_dir: str | os.PathLike[str] | None = None,
+               reuse: bool = True) -> FoldResult:
+    """Make the fold folder of one leave-one-subject-out fold: train on every subject but
+    ``fold``, predict ``fold``'s videos, decode, and write the fold folder (see the module
+    docstring). ``fold.json`` is removed first and written last.
+
+    With ``reuse`` (default), what is still valid is not redone: a fold folder whose
+    ``fold.json`` records these settings and inputs is returned as it is (``how="cached"``);
+    a trained fold with this training hash and these training inputs is decoded again
+    (``how="decoded"``). ``models_dir`` is where trained folds are kept (one sub-folder per
+    fold; :func:`models_dir`); without it they are kept in the fold folder itself.
+
+    ``model_factory(cfg.model, k)`` builds the network; default :func:`vrme.model.build_model`.
+    Same config, seed and inputs on the CPU give identical outputs.
+    """
+    fold = str(fold)
+    fold_dir = Path(fold_dir)
+    t0 = time.perf_counter()
+    plan = plan_fold(cfg, fold, manifest, labels, features_dir)
+    config_hash = fold_config_hash(cfg)
+    if reuse and fold_is_complete(fold_dir, config_hash, plan.input_fingerprint):
+        res = load_fold_result(fold_dir)
+        res.how = "cached"
+        return res
+    ensure_folder(fold_dir)
+    (fold_dir / "fold.json").unlink(missing_ok=True)
+    trained_dir = Path(models_dir) / fold if models_dir is not None else fold_dir
+    th = train_hash(cfg)
+    record = trained_fold_valid(trained_dir, th, plan.train_fingerprint) if reuse else None
+    how = "decoded" if record is not None else "trained"
+    if record is None:
+        record = _train_and_score(cfg, plan, trained_dir, progress=progress,
+                                  model_factory=model_factory)
+    else:
+        log.info("fold %s: trained fold %s reused (same training settings and inputs); "
+                 "decoding again", fold, trained_dir)
+    if trained_dir != fold_dir:
+        for name in TRAINED_FILES:
+            _link_or_copy(trained_dir / name, fold_dir / name)
+
+    priors = plan.priors
+    priors.save(fold_dir / "priors.json")
+    t2 = time.perf_counter()
+    scores, _ = read_scores(fold_dir)
+    intervals = decode_scores_table(scores, priors.k_p, cfg.decode)
+    write_text_atomic(fold_dir / "intervals.csv", intervals_csv(intervals))
+    timings = {k: v for k, v in record["timings"].items()}
+    timings["decode_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    marker = {
+        "status": "complete", "fold": fold, "how": how,
+        "config_hash": config_hash, "input_fingerprint": plan.input_fingerprint,
+        "train_hash": th, "decode_hash": decode_hash(cfg),
+        "train_fingerprint": plan.train_fingerprint, "trained_dir": str(trained_dir),
+        "train_subjects": plan.train_subjects, "test_videos": [r.video for r in plan.test_videos],
+        "n_train_windows": record["n_train_windows"], "n_me_windows": record["n_me_windows"],
+        "n_free_windows": record["n_free_windows"], "k_p": priors.k_p,
+        "n_intervals": len(intervals), "device": record.get("device"),
+        "torch": record.get("torch"), "timings": timings, "history": record.get("history", []),
+    }
     write_json_atomic(fold_dir / "fold.json", marker)
-    log.info("fold %s done in %.1f s: %d intervals", fold, timings["total_s"], len(intervals))
+    log.info("fold %s done (%s) in %.1f s: %d intervals", fold, how, timings["total_s"],
+             len(intervals))
     return FoldResult(fold=fold, fold_dir=fold_dir, intervals=intervals, priors=priors,
-                      history=history, timings=timings, config_hash=config_hash,
+                      history=marker["history"], timings=timings, config_hash=config_hash,
                       input_fingerprint=plan.input_fingerprint,
-                      n_train_windows=marker["n_train_windows"], info=marker)
+                      n_train_windows=marker["n_train_windows"], reused=how != "trained",
+                      info=marker, how=how)
 
 
 def load_fold_model(fold_dir: str | os.PathLike[str], device: str = "cpu",
                     model_factory: ModelFactory | None = None) -> tuple[Any, Priors, int]:
-    """Rebuild a fold's trained network from its ``model.pt``: ``(model, priors, k)``."""
+    """Rebuild a fold's trained network from its ``model.pt``: ``(model, priors, k)``. The
+    priors are the folder's ``priors.json`` when it has one (a fold folder: its k_p is the one
+    its intervals were decoded with), else those saved in ``model.pt``."""
     import torch
 
     if model_factory is None:
@@ -647,7 +810,9 @@ def load_fold_model(fold_dir: str | os.PathLike[str], device: str = "cpu",
     model = model_factory(ModelConfig.model_validate(blob["model_config"]), int(blob["k"]))
     model.load_state_dict(blob["state_dict"])
     model.to(device).eval()
-    return model, Priors.from_dict(blob["priors"]), int(blob["k"])
+    priors_file = Path(fold_dir) / "priors.json"
+    priors = Priors.load(priors_file) if priors_file.is_file() else Priors.from_dict(blob["priors"])
+    return model, priors, int(blob["k"])
 
 
 def read_scores(fold_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:

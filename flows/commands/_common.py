@@ -80,12 +80,12 @@ def quiet_expected_tracebacks() -> None:
     the Prefect API log (the UI) still gets the traceback (its handler runs first)."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    from flows.features import VideosFailed
-    from flows.train import FoldsFailed
+    from flows.outcome import RunFailed
     from vrme.errors import UserError
+    from vrme.interrupt import Interrupted
     from vrme.io import WriteError
 
-    expected = (UserError, WriteError, FoldsFailed, VideosFailed)
+    expected = (UserError, WriteError, RunFailed, Interrupted)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and not any(
                 isinstance(f, _NoExpectedTraceback) for f in handler.filters):
