@@ -166,3 +166,51 @@ def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_pa
     from vrme.schema import read_video_features
 
     assert read_video_features(feats[0]).frame_skip == 7
+
+
+@pytest.mark.slow
+def test_vrme_predict_with_the_samm_test_decode_mode(tiny_bench, tmp_path):
+    from flows.cli import app
+    from vrme.predict import load_models, prediction_decode, predict_videos, scan_videos
+    from vrme.synth import SynthSpec, generate_dataset
+    from vrme.train import decode_scores_table
+
+    root = tmp_path / "megc"
+    generate_dataset(SynthSpec(layout="samm-lv", subjects=2, videos=1, seconds=3, fps=200,
+                               width=320, height=240, mes_per_video=2, macros_per_video=0,
+                               seed=21), root / "SAMM_Test", progress=False)
+    out, cache = tmp_path / "samm.csv", tmp_path / "cache"
+    args = ["predict", "--model", str(tiny_bench.run_dir), "--root", str(root), "--out",
+            str(out), "--cache", str(cache), "--workers", "2"]
+    res = CliRunner().invoke(app, args + ["--decode-mode", "samm_test"])
+    assert res.exit_code == 0, res.output
+    assert "decode samm_test, p 0.65, k_p 6" in " ".join(res.output.split())  # table title
+    sub = check_megc_csv(out)
+    every = pd.read_csv(tmp_path / "samm_intervals.csv", dtype={"subject": str, "video": str})
+    assert len(every) >= 1 and set(every["subject"]) <= {"001", "002"}
+    assert len(sub) == int(every["emotion"].isin(["negative", "positive", "surprise"]).sum())
+    assert ((every["onset"] - 1) % 7 == 0).all() and ((every["offset"] - 1) % 7 == 0).all()
+
+    # The CSV holds what the library's samm_test decoding gives on the ensemble's outputs,
+    # which here differs from the model's own (loso) decoding of the same outputs.
+    ens = load_models(tiny_bench.run_dir)
+    manifest, _ = scan_videos(root, ens)
+    dec = prediction_decode(ens.cfg, "samm_test")
+    pred = predict_videos(ens, manifest, root, cache_dir=cache, decode=dec, progress=False)
+    assert pred.k_p == 6 and ens.k_p != 6
+    pd.testing.assert_frame_equal(
+        every, pred.intervals.astype({"subject": str, "video": str}), check_dtype=False)
+    loso = decode_scores_table(pred.scores, ens.k_p, ens.cfg.decode)
+    assert not loso[["onset", "offset"]].equals(every[["onset", "offset"]])
+
+    # A decode key changes the decoding; other keys and a mode given twice are refused.
+    res = CliRunner().invoke(app, args + ["--decode-mode", "samm_test",
+                                          "--set", "decode.samm_test.k_p=null"])
+    assert res.exit_code == 0, res.output
+    assert f"decode samm_test, p 0.65, k_p {ens.k_p}" in " ".join(res.output.split())
+    for bad, msg in ((["--set", "model.backbone=gru"], "decode.* keys only"),
+                     (["--decode-mode", "samm_test", "--set", "decode.mode=loso"],
+                      "give the mode once"),
+                     (["--decode-mode", "sam"], "decode.mode")):
+        res = CliRunner().invoke(app, args + bad)
+        assert res.exit_code == 2 and msg in res.output, res.output

@@ -266,9 +266,50 @@ class PriorConfig(_Strict):
     k_p: int | None = Field(default=None, ge=1, description="Fixed k_p instead of estimating it.")
 
 
+class SammTestDecodeConfig(_Strict):
+    """``decode.mode: samm_test``: the reference's decoding of the MEGC SAMM test set
+    (METHOD.md section 8); the defaults are the reference's."""
+
+    p: float = Field(default=0.65, ge=0, le=1, description="Peak threshold factor of this "
+                     "mode: mean + p * (max - mean) of the smoothed curve.")
+    k_p: int | None = Field(
+        default=6, ge=1, description="k_p of this mode (indices after frame skipping; smoothing "
+        "width 2*k_p, peak distance, interval reach); null = the model's prior.",
+    )
+    low_threshold: float = Field(
+        default=0.2, description="Each side stops at the first two consecutive smoothed scores "
+        "below this level within k_p of the peak ...",
+    )
+    high_threshold: float = Field(
+        default=0.8, description="... else below this level between k_p and 2*k_p from it; "
+        "else the side is at 2*k_p.",
+    )
+    negative_penalty: float = Field(
+        default=1.0, ge=0, description="Subtracted from the negative logit before the per-frame "
+        "argmax (synergy_strategy 1 only).",
+    )
+    min_other_share: float = Field(
+        default=0.2, ge=0, le=1, description="Vote: when more than this share of the frames "
+        "inside are not 'negative', the most frequent of those frames' classes wins.",
+    )
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> "SammTestDecodeConfig":
+        if self.low_threshold > self.high_threshold:
+            raise ValueError(f"low_threshold {self.low_threshold} is above high_threshold "
+                             f"{self.high_threshold}")
+        return self
+
+
 class DecodeConfig(_Strict):
     """Interval decoding and recognition (METHOD.md section 8)."""
 
+    mode: Literal["loso", "samm_test"] = Field(
+        default="loso", description="loso: the reference's decoding of its leave-one-subject-out "
+        "benchmarks (p, extensible intervals on the raw scores, suppression); samm_test: its "
+        "decoding of the MEGC SAMM test set (decode.samm_test: own p and k_p, fixed levels on "
+        "the smoothed scores, no suppression, a vote wary of 'negative').",
+    )
     p: float = Field(default=0.55, ge=0, le=1)
     interval_strategy: Literal[0, 1] = 1
     synergy_strategy: Literal[0, 1, 2] = 1
@@ -280,6 +321,7 @@ class DecodeConfig(_Strict):
         description="An interval whose majority vote is neutral: drop it (the reference's "
         "final numbers) or keep it with emotion 'neutral'.",
     )
+    samm_test: SammTestDecodeConfig = Field(default_factory=SammTestDecodeConfig)
 
 
 class EvalConfig(_Strict):

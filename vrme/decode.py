@@ -14,6 +14,15 @@ Deliberate differences from the reference:
   reference's slice also leaves out offset-1.
 - A curve with (almost) no variation yields no interval; the reference's zero-padded smoothing
   turns a flat curve into a plateau and reports one peak on it.
+
+Two modes (``decode.mode``), each the reference's :func:`spotting` path of its name:
+
+- ``loso`` (default): the path of its leave-one-subject-out benchmarks (CAS(ME)^3, SAMM-LV):
+  extensible intervals on the raw scores, then suppression.
+- ``samm_test``: the path of its MEGC SAMM test set (``dataset_name == 'SAMM_test'``): its own
+  p and k_p, intervals from fixed levels on the smoothed scores
+  (:func:`threshold_interval`), no suppression, the negative logit penalised and a vote wary
+  of 'negative' (:func:`penalty_vote`).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ DECODE_VERSION = 1
 exactly the fold intervals are decoded again (no training)."""
 
 NEUTRAL_CLASS = len(CLASS_NAMES) - 1
+NEGATIVE_CLASS = CLASS_NAMES.index("negative")
 FLAT_TOLERANCE = 1e-6
 """A score curve whose max - min is below this has no peak."""
 
@@ -96,6 +106,17 @@ def fixed_interval(peak: int, k_p: int, n: int) -> Proposal:
                     peak=int(peak))
 
 
+def first_pair_below(s: np.ndarray, indices: range, step: int, level: float) -> int | None:
+    """The first ``i`` of ``indices`` such that ``s[i]`` and its neighbour ``s[i + step]``
+    (which must exist) are both below ``level``; None if there is none."""
+    n = len(s)
+    for i in indices:
+        j = i + step
+        if 0 <= j < n and s[i] < level and s[j] < level:
+            return i
+    return None
+
+
 def extensible_interval(scores: np.ndarray, peak: int, k_p: int, onset_divisor: float = 1.5,
                         max_extension: int = 5) -> Proposal:
     """The extensible interval selection around one peak, on the raw (unsmoothed) scores.
@@ -129,14 +150,47 @@ def extensible_interval(scores: np.ndarray, peak: int, k_p: int, onset_divisor: 
             break
 
     lo_ext, hi_ext = max(0, peak - k_p * max_extension), min(n - 1, peak + k_p * max_extension)
-    for i in range(onset - 1, lo_ext - 1, -1):
-        if i > 0 and s[i] < mu and s[i - 1] < mu:
-            onset = i + 1
-            break
-    for j in range(offset + 1, hi_ext + 1):
-        if j < n - 1 and s[j] < mu and s[j + 1] < mu:
-            offset = j - 1
-            break
+    stop = first_pair_below(s, range(onset - 1, lo_ext - 1, -1), -1, mu)
+    if stop is not None:
+        onset = stop + 1
+    stop = first_pair_below(s, range(offset + 1, hi_ext + 1), 1, mu)
+    if stop is not None:
+        offset = stop - 1
+    apex = onset + int(np.argmax(s[onset:offset + 1]))
+    return Proposal(onset=int(onset), apex=apex, offset=int(offset), peak=int(peak))
+
+
+def threshold_interval(smoothed: np.ndarray, peak: int, k_p: int, low: float = 0.2,
+                       high: float = 0.8) -> Proposal:
+    """``decode.mode: samm_test``: the interval around one peak from fixed levels on the
+    *smoothed* scores (the reference's SAMM test-set rule, with its index ranges).
+
+    - Onset: walking down from peak - 1 to peak - k_p, the first i with smoothed[i] and
+      smoothed[i - 1] below ``low`` gives onset = i; else, from peak - k_p - 1 down to
+      peak - 2*k_p, the first such pair below ``high`` does; else onset = peak - 2*k_p.
+    - Offset: walking up from peak + 1 to peak + k_p - 1, the first i with smoothed[i] and
+      smoothed[i + 1] below ``low`` gives offset = i + 1; else, from peak + k_p + 1 to
+      peak + 2*k_p - 1, the first such pair below ``high`` does; else offset = peak + 2*k_p.
+    - Every bound is clipped to [0, n-1]; apex = the highest *smoothed* score in
+      [onset, offset] (first one on ties).
+
+    The sides are not mirror images (the onset is the inner frame of its pair, the offset the
+    outer one; the offset's walks skip peak + k_p): this is the reference's rule, kept as is.
+    """
+    s = np.asarray(smoothed, dtype=np.float64)
+    n = len(s)
+    near_lo, far_lo = max(0, peak - k_p), max(0, peak - 2 * k_p)
+    near_hi, far_hi = min(n - 1, peak + k_p), min(n - 1, peak + 2 * k_p)
+
+    onset = first_pair_below(s, range(peak - 1, near_lo - 1, -1), -1, low)
+    if onset is None:
+        onset = first_pair_below(s, range(near_lo - 1, far_lo - 1, -1), -1, high)
+    if onset is None:
+        onset = far_lo
+    offset = first_pair_below(s, range(peak + 1, near_hi), 1, low)
+    if offset is None:
+        offset = first_pair_below(s, range(near_hi + 1, far_hi), 1, high)
+    offset = far_hi if offset is None else offset + 1
     apex = onset + int(np.argmax(s[onset:offset + 1]))
     return Proposal(onset=int(onset), apex=apex, offset=int(offset), peak=int(peak))
 
@@ -159,10 +213,12 @@ def suppress(proposals: Sequence[Proposal], k_p: int, iou_threshold: float = 0.2
     return kept
 
 
-def frame_classes(logits: np.ndarray, synergy_strategy: int) -> np.ndarray:
+def frame_classes(logits: np.ndarray, synergy_strategy: int,
+                  negative_penalty: float = 0.0) -> np.ndarray:
     """Per-frame class ids from class logits (n, 5) under a synergy strategy.
 
-    1 (recognition mainly): the neutral logit is set to 0, then argmax over all five.
+    1 (recognition mainly): the neutral logit is set to 0 and ``negative_penalty`` subtracted
+    from the negative one (0 except in ``samm_test`` mode), then argmax over all five.
     2 (spotting mainly): argmax over the four emotion classes (never neutral).
     0 (none): plain argmax over all five.
     """
@@ -171,7 +227,19 @@ def frame_classes(logits: np.ndarray, synergy_strategy: int) -> np.ndarray:
         return np.argmax(z[:, :NEUTRAL_CLASS], axis=1).astype(np.int64)
     if synergy_strategy == 1:
         z[:, NEUTRAL_CLASS] = 0.0
+        z[:, NEGATIVE_CLASS] -= negative_penalty
     return np.argmax(z, axis=1).astype(np.int64)
+
+
+def _inside(classes: np.ndarray, onset: int, offset: int) -> np.ndarray:
+    """The classes of the frames strictly inside [onset, offset] (onset+1 .. offset-1)."""
+    return np.asarray(classes)[max(0, onset + 1):max(0, offset)]
+
+
+def _most_frequent(values: np.ndarray) -> int:
+    """The most frequent value; ties go to the one met first."""
+    uniq, first, counts = np.unique(values, return_index=True, return_counts=True)
+    return int(uniq[np.lexsort((first, -counts))[0]])
 
 
 def majority_vote(classes: np.ndarray, onset: int, offset: int) -> int:
@@ -179,31 +247,58 @@ def majority_vote(classes: np.ndarray, onset: int, offset: int) -> int:
 
     Ties go to the class met first in frame order; no frame inside gives neutral (4).
     """
-    inside = np.asarray(classes)[max(0, onset + 1):max(0, offset)]
+    inside = _inside(classes, onset, offset)
+    return _most_frequent(inside) if inside.size else NEUTRAL_CLASS
+
+
+def penalty_vote(classes: np.ndarray, onset: int, offset: int,
+                 min_other_share: float = 0.2) -> int:
+    """``samm_test`` mode's vote over the same frames as :func:`majority_vote`: when more than
+    ``min_other_share`` of them are not 'negative' (neutral counts as not negative), the most
+    frequent class among those wins; otherwise the most frequent of all. Ties go to the class
+    met first; no frame inside gives neutral (4)."""
+    inside = _inside(classes, onset, offset)
     if inside.size == 0:
         return NEUTRAL_CLASS
-    values, first, counts = np.unique(inside, return_index=True, return_counts=True)
-    best = np.lexsort((first, -counts))[0]
-    return int(values[best])
+    others = inside[inside != NEGATIVE_CLASS]
+    if others.size / inside.size > min_other_share:
+        return _most_frequent(others)
+    return _most_frequent(inside)
+
+
+def decode_params(cfg: DecodeConfig, k_p: int) -> tuple[float, int]:
+    """(p, k_p) the decoder uses for a model whose duration prior is ``k_p``: ``cfg.p`` and
+    ``k_p`` in ``loso`` mode; ``samm_test`` mode's own p, and its k_p unless that is null."""
+    if cfg.mode == "samm_test":
+        return cfg.samm_test.p, int(cfg.samm_test.k_p or k_p)
+    return cfg.p, int(k_p)
 
 
 def propose_intervals(scores: np.ndarray, k_p: int, cfg: DecodeConfig) -> list[Proposal]:
     """Smoothing, threshold, peaks, interval selection and (with the extensible strategy)
-    suppression, on one video's per-frame spot scores. Returns proposals in onset order.
+    suppression, on one video's per-frame spot scores. ``k_p`` is the model's duration
+    prior; p and the k_p used are :func:`decode_params`'. Returns proposals in peak order
+    (= onset order in ``loso`` mode).
 
-    As in the reference, suppression is part of the extensible strategy: with
-    ``interval_strategy: 0`` the fixed intervals of all peaks are kept.
+    As in the reference, suppression is part of the extensible strategy of ``loso`` mode: with
+    ``interval_strategy: 0`` (either mode) the fixed intervals of all peaks are kept, and
+    ``samm_test`` mode keeps all its :func:`threshold_interval` intervals.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0 or float(np.ptp(s)) < FLAT_TOLERANCE:
         return []
+    p, k_p = decode_params(cfg, k_p)
     smoothed = box_smooth(s, 2 * k_p)
-    peaks = find_score_peaks(smoothed, peak_threshold(smoothed, cfg.p), k_p)
-    if cfg.interval_strategy == 1:
-        props = [extensible_interval(s, int(pk), k_p, cfg.onset_divisor, cfg.max_extension)
-                 for pk in peaks]
-        return suppress(props, k_p, cfg.iou_threshold)
-    return [fixed_interval(int(pk), k_p, len(s)) for pk in peaks]
+    peaks = [int(pk) for pk in find_score_peaks(smoothed, peak_threshold(smoothed, p), k_p)]
+    if cfg.interval_strategy == 0:
+        return [fixed_interval(pk, k_p, len(s)) for pk in peaks]
+    if cfg.mode == "samm_test":
+        t = cfg.samm_test
+        return [threshold_interval(smoothed, pk, k_p, t.low_threshold, t.high_threshold)
+                for pk in peaks]
+    props = [extensible_interval(s, pk, k_p, cfg.onset_divisor, cfg.max_extension)
+             for pk in peaks]
+    return suppress(props, k_p, cfg.iou_threshold)
 
 
 def decode_scores(scores: np.ndarray, logits: np.ndarray, k_p: int,
@@ -211,14 +306,18 @@ def decode_scores(scores: np.ndarray, logits: np.ndarray, k_p: int,
     """One video's intervals from its per-frame spot scores (n,) and class logits (n, 5).
 
     Returns a table with ``INTERVAL_COLUMNS`` (indices after skipping; ``score`` = raw spot score
-    at the apex). Intervals whose vote is neutral are dropped unless
-    ``cfg.neutral_intervals == "keep"``.
+    at the apex). The emotion is :func:`majority_vote`'s (``loso`` mode) or
+    :func:`penalty_vote`'s on penalised logits (``samm_test`` mode). Intervals whose vote is
+    neutral are dropped unless ``cfg.neutral_intervals == "keep"``.
     """
     s = np.asarray(scores, dtype=np.float64)
-    classes = frame_classes(logits, cfg.synergy_strategy)
+    samm_test = cfg.samm_test if cfg.mode == "samm_test" else None
+    classes = frame_classes(logits, cfg.synergy_strategy,
+                            samm_test.negative_penalty if samm_test else 0.0)
     rows = []
     for prop in propose_intervals(s, k_p, cfg):
-        c = majority_vote(classes, prop.onset, prop.offset)
+        c = (penalty_vote(classes, prop.onset, prop.offset, samm_test.min_other_share)
+             if samm_test else majority_vote(classes, prop.onset, prop.offset))
         if c == NEUTRAL_CLASS and cfg.neutral_intervals == "drop":
             continue
         rows.append((prop.onset, prop.apex, prop.offset, prop.peak, c, CLASS_NAMES[c],

@@ -25,6 +25,9 @@ reused when the frames and parameters are unchanged.
 
 Output frame numbers are original numbers (the numbers in the frame file names; 0-based frame
 positions for video files).
+
+Decoding: the models' ``decode`` section, or the one :func:`prediction_decode` derives from it
+(``decode.mode: samm_test`` for the MEGC SAMM test set, METHOD.md section 8).
 """
 
 from __future__ import annotations
@@ -189,6 +192,32 @@ def load_models(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                     kind=kind, device=dev)
 
 
+def prediction_decode(cfg: Config, mode: str | None = None,
+                      overrides: Sequence[str] | None = None) -> DecodeConfig:
+    """The decode section to predict with: the training config ``cfg``'s, with ``mode``
+    (``decode.mode``) and ``decode.key=value`` overrides (the ``--set`` syntax) applied and
+    validated like a config file. Only ``decode.*`` keys may change (the models were trained
+    with the rest); ``mode`` together with a ``decode.mode`` override is refused."""
+    from vrme.config import ConfigError, apply_overrides
+
+    sets = list(overrides or [])
+    for text in sets:
+        key = text.split("=", 1)[0].strip()
+        if not key.startswith("decode."):
+            raise ConfigError(f"--set {text!r}: prediction changes decode.* keys only (the "
+                              "models were trained with the others)")
+        if mode is not None and key == "decode.mode":
+            raise ConfigError(f"--set {text!r} and --decode-mode {mode}: give the mode once")
+    if mode is not None:
+        sets.insert(0, f"decode.mode={mode}")
+    if not sets:
+        return cfg.decode
+    raw = cfg.model_dump(mode="json")
+    raw.pop("source", None)
+    apply_overrides(raw, sets)
+    return config_from_mapping(raw, "prediction decode (" + ", ".join(sets) + ")").decode
+
+
 # -- frame rates ---------------------------------------------------------------------------
 
 
@@ -336,14 +365,17 @@ def predict_videos(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLik
     :func:`vrme.features.run_features` (alignment first). Videos without a face or too short
     for one window are reported in ``videos`` with status ``skipped`` and the reason; the
     others are decoded with ``decode`` (default: the training config's) and the ensemble's
-    k_p.
+    k_p (``Predictions.k_p`` is the k_p used: the mode's own in ``samm_test`` mode).
     """
-    from vrme.decode import OUTPUT_COLUMNS, empty_intervals
+    from vrme.decode import OUTPUT_COLUMNS, decode_params, empty_intervals
     from vrme.features import feature_path, run_features
     from vrme.schema import read_video_features
     from vrme.train import SCORE_COLUMNS, decode_scores_table, scores_table
 
     dec = decode or ens.cfg.decode
+    p_used, k_p_used = decode_params(dec, ens.k_p)
+    log.info("decoding: mode %s, p=%g, k_p=%d (model's k_p %d)", dec.mode, p_used, k_p_used,
+             ens.k_p)
     rows = manifest.to_dict(orient="records")
     skips = [frame_skip_for(float(r["fps"]), ens.train_rate) for r in rows]
     info: dict[tuple[str, str], dict[str, Any]] = {}
@@ -383,7 +415,7 @@ def predict_videos(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLik
     scores = (pd.concat(score_parts, ignore_index=True)[SCORE_COLUMNS] if score_parts
               else pd.DataFrame(columns=SCORE_COLUMNS))
     return Predictions(intervals=intervals, scores=scores, videos=pd.DataFrame(info.values()),
-                       k_p=ens.k_p)
+                       k_p=k_p_used)
 
 
 # -- MEGC submission ---------------------------------------------------------------------------
@@ -449,15 +481,17 @@ def check_megc_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def predict_folder(ens: Ensemble, root: str | os.PathLike[str], out_csv: str | os.PathLike[str],
                    *, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE, fps: float | None = None,
-                   workers: int | None = None, progress: bool = True) -> Predictions:
-    """Scan an unlabelled MEGC-style folder, predict every video and write the submission CSV
-    ``out_csv`` (:func:`write_megc_csv`); also ``<out_csv stem>_intervals.csv`` with every
-    decoded interval (others included, apex and score) beside it."""
+                   decode: DecodeConfig | None = None, workers: int | None = None,
+                   progress: bool = True) -> Predictions:
+    """Scan an unlabelled MEGC-style folder, predict every video (decoded with ``decode``,
+    default the training config's) and write the submission CSV ``out_csv``
+    (:func:`write_megc_csv`); also ``<out_csv stem>_intervals.csv`` with every decoded
+    interval (others included, apex and score) beside it."""
     from vrme.io import write_text_atomic
 
     manifest, _ = scan_videos(root, ens, fps=fps)
-    pred = predict_videos(ens, manifest, root, cache_dir=cache_dir, workers=workers,
-                          progress=progress)
+    pred = predict_videos(ens, manifest, root, cache_dir=cache_dir, decode=decode,
+                          workers=workers, progress=progress)
     out_csv = Path(out_csv)
     write_megc_csv(pred.intervals, out_csv)
     write_text_atomic(out_csv.with_name(out_csv.stem + "_intervals.csv"),
@@ -502,9 +536,11 @@ def spot_video(path: str | os.PathLike[str], ens: Ensemble, *,
     rec = pred.videos.iloc[0].to_dict()
     if rec["status"] != "ok":
         raise UserError(f"{path}: {rec['reason'] or 'no prediction'}")
-    dec = decode or ens.cfg.decode
+    from vrme.decode import decode_params
+
+    p_used, _ = decode_params(decode or ens.cfg.decode, ens.k_p)
     return SpotResult(intervals=pred.intervals, scores=pred.scores, fps=float(rec["fps"]),
-                      frame_skip=int(rec["frame_skip"]), k_p=pred.k_p, p=dec.p, video=rec)
+                      frame_skip=int(rec["frame_skip"]), k_p=pred.k_p, p=p_used, video=rec)
 
 
 def spot_plot_png(result: SpotResult, title: str = "") -> bytes:

@@ -23,6 +23,17 @@ FpsOpt = Annotated[
                                "from the path: 'samm' -> 200, 'cas' -> 30, else the model's).",
                                show_default=False)
 ]
+DecodeModeOpt = Annotated[
+    str | None, typer.Option("--decode-mode", help="Decoding mode instead of the model's "
+                             "decode.mode: loso (the benchmarks') or samm_test (the reference's "
+                             "MEGC SAMM test-set decoding; METHOD.md section 8).",
+                             show_default=False)
+]
+DecodeSetOpt = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="Override a decode key of the model's "
+                                   "config: decode.key.path=value (repeatable), e.g. "
+                                   "decode.samm_test.p=0.7.", show_default=False)
+]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, help="Feature processes (default: CPUs).",
                              show_default=False)
@@ -46,23 +57,31 @@ def register(app: typer.Typer) -> None:
             "(no model.json / run.json).", show_default=False)] = None,
         cache: CacheOpt = Path("data/work/predict"),
         fps: FpsOpt = None,
+        decode_mode: DecodeModeOpt = None,
+        set_: DecodeSetOpt = None,
         workers: WorkersOpt = None,
     ) -> None:
         """Spot and recognise micro-expressions in every video under --root and write the MEGC
         CSV (subject, video, onset, offset, emotion; original frame numbers; 'others' left
         out), plus <out>_intervals.csv with every interval, apex and score. Each video is read
         at the frame skip that matches the model's training rate (a 200 fps SAMM video with a
-        CAS(ME)^3 model: skip 7)."""
+        CAS(ME)^3 model: skip 7). Decoding is the model's decode section, changed by
+        --decode-mode and --set decode.key=value."""
         from rich.console import Console
         from rich.table import Table
 
-        from vrme.predict import load_models, predict_folder
+        from vrme.decode import decode_params
+        from vrme.predict import load_models, predict_folder, prediction_decode
 
         setup_logging()
         cfg = load(config, None) if config is not None else None
         ens = load_models(model, config=cfg)
-        pred = predict_folder(ens, root, out, cache_dir=cache, fps=fps, workers=workers)
-        t = Table(title=f"{len(pred.videos)} video(s), {len(ens.models)} model(s)")
+        dec = prediction_decode(ens.cfg, decode_mode, set_)
+        pred = predict_folder(ens, root, out, cache_dir=cache, fps=fps, decode=dec,
+                              workers=workers)
+        p_used, k_p_used = decode_params(dec, ens.k_p)
+        t = Table(title=f"{len(pred.videos)} video(s), {len(ens.models)} model(s); decode "
+                  f"{dec.mode}, p {p_used:g}, k_p {k_p_used}")
         for col in ("subject", "video", "fps", "skip", "status", "intervals"):
             t.add_column(col, justify="right" if col in ("fps", "skip", "intervals") else "left")
         for r in pred.videos.itertuples(index=False):
