@@ -74,7 +74,8 @@ def _run_stage(task_, stage: str, cfg: Config, runner: TaskRunner, rows: list[di
                      for r in o.params["rows"]]
     if progress is not None:
         progress.finish(stage, count_note(statuses),
-                        failed=any(s["status"] == "failed" for s in statuses))
+                        failed=any(s["status"] == "failed" for s in statuses),
+                        stopped=any(s["status"] == "interrupted" for s in statuses))
     return statuses
 
 

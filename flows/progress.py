@@ -120,15 +120,18 @@ class RunProgress:
             st["done"] = int(done) if done is not None else st["done"] + step
         self._publish()
 
-    def finish(self, stage: str, note: str = "", failed: bool = False) -> None:
-        """Stage ``stage`` is over (``note``: what it did, e.g. '8 computed, 2 cached')."""
+    def finish(self, stage: str, note: str = "", failed: bool = False,
+               stopped: bool = False) -> None:
+        """Stage ``stage`` is over (``note``: what it did, e.g. '8 computed, 2 cached');
+        ``failed``: some of it failed; ``stopped``: a stop request ended it early."""
+        status = "stopped" if stopped else "failed" if failed else "done"
         with self._lock:
             st = self.state[stage]
-            st.update(status="failed" if failed else "done", note=note)
-            if not failed:
+            st.update(status=status, note=note)
+            if status == "done":
                 st["done"] = st["total"]
         if note:
-            log.info("stage %s %s: %s", stage, "failed" if failed else "done", note)
+            log.info("stage %s %s: %s", stage, status, note)
         self._publish(force=True)
 
     def skip(self, stage: str, note: str) -> None:
@@ -146,7 +149,7 @@ class RunProgress:
         f = 0.0
         for s, w in self.weights.items():
             st = self.state[s]
-            if st["status"] in ("done", "skipped", "failed"):
+            if st["status"] in ("done", "skipped", "failed", "stopped"):
                 f += w
             elif st["status"] == "running" and st["total"]:
                 f += w * min(1.0, st["done"] / st["total"])

@@ -91,7 +91,7 @@ def train_step(cfg: Config, runner: TaskRunner, manifest_path: str, labels_path:
         note = ", ".join(f"{hows.count(h)} {h}" for h in ("trained", "decoded", "cached")
                          if hows.count(h))
         progress.finish("folds", note + (f", {len(failed)} failed" if failed else ""),
-                        failed=bool(failed))
+                        failed=bool(failed), stopped=interrupted[0])
     return done, failed, interrupted[0]
 
 

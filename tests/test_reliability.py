@@ -367,7 +367,7 @@ def test_run_killed_in_features_then_in_training_resumes_to_the_same_numbers(
     log3 = tmp_path / "run3.log"
     out = finish(vrme("run", "--config", str(cfg), env=env, log=log3), log3)
     assert f"folds trained: {', '.join(unfinished)};" in out
-    assert f"reused from cache: {', '.join(sorted(finished))};" in out
+    assert f"reused: {', '.join(sorted(finished))};" in out
     assert {p.parent.name: p.stat().st_mtime_ns for p in done_folds()
             if p.parent.name in finished} == finished
     same_numbers(run_files(work), ref)

@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 
 from vrme.config import AlignConfig, Config, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
+from vrme.interrupt import check as check_interrupt
 from vrme.io import read_parquet_metadata, write_parquet_atomic
 from vrme.videojobs import (
     cached_output_valid,
@@ -396,6 +397,7 @@ def align_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str
     detect_s = 0.0
     try:
         for w in range(w0, w1):
+            check_interrupt("alignment")
             img = reader.read(w * half)
             t = time.thread_time()
             found.append(align_frame(img, detector, predictor, cfg.align.crop_size,

@@ -44,6 +44,7 @@ from vrme.align import (
 )
 from vrme.config import Config, FeatureConfig, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
+from vrme.interrupt import check as check_interrupt
 from vrme.io import read_parquet_metadata
 from vrme.rois import (
     N_ROWS,
@@ -312,6 +313,7 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     shifts = 0
     try:
         for j in range(w0 * half, (w1 - 1) * half + k):
+            check_interrupt("features")
             img = reader.read(j)
             for _, win in active:
                 if win.active:

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from vrme.interrupt import check as check_interrupt
 from vrme.errors import UserError
 
 # pandas and vrme.io (pyarrow) are imported where used: rendering workers never need them and
@@ -937,6 +938,7 @@ def _render_frames(spec: SynthSpec, subject: SynthSubject, tl: _Timeline,
     # for sensor noise and several times cheaper to draw.
     noise_k = subject.noise_sigma / 104.5
     for i in range(tl.n):
+        check_interrupt("synthesis")
         fg = fg0
         for name in active_names:
             a = float(tl.amps[name][i])

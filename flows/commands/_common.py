@@ -47,6 +47,58 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
     return cfg
 
 
+def flow_parameters(config: Path, overrides: list[str] | None, root: Path | None,
+                    out: Path | None, **extra: Any) -> dict[str, Any]:
+    """A config flow's parameters from CLI options: absolute paths (so a retry of the run,
+    executed by ``vrme serve``, reads the same files), the overrides as given."""
+    params: dict[str, Any] = {
+        "config": str(Path(config).absolute()), "overrides": list(overrides or []),
+        "root": str(Path(root).absolute()) if root is not None else None,
+        "out": str(Path(out).absolute()) if out is not None else None,
+    }
+    params.update(extra)
+    return params
+
+
+def run_config_flow(flow_name: str, cfg: Any, params: dict[str, Any], what: str,
+                    extra_title: str = "") -> Any:
+    """Run a config flow (``vrme-benchmark``, ``vrme-ingest``, ...) as a deployment run in a
+    child process (:func:`flows.launch.launch`); returns its :class:`LaunchResult`. A user
+    error inside the run (a bad spreadsheet, say) exits 2 with its one line."""
+    from flows._shared import run_tags, run_title
+    from flows.launch import launch
+
+    res = launch(flow_name, params, deployment=cfg.run_name,
+                 run_title=run_title(cfg.run_name, params.get("overrides"), extra_title),
+                 tags=run_tags(cfg.run_name, params.get("config"), params.get("overrides")),
+                 work_dir=cfg.out_dir, title=f"{what} {cfg.run_name}")
+    if res.status == "error":
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {res.message}", markup=True,
+                                   highlight=False, soft_wrap=True)
+        sys.exit(res.exit_code)
+    if res.status == "interrupted":
+        from rich.console import Console
+
+        from flows.launch import describe_stages
+
+        rerun = res.outcome.get("rerun") or _rerun_words(flow_name, params)
+        Console(stderr=True).print(
+            f"[bold yellow]interrupted:[/] {describe_stages(res.stages) or 'nothing finished'}. "
+            f"Finished work is kept; resume with `{rerun}`", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(130)
+    return res
+
+
+def _rerun_words(flow_name: str, params: dict[str, Any]) -> str:
+    from flows._shared import cli_command
+
+    command = {"vrme-benchmark": "run"}.get(flow_name, flow_name.removeprefix("vrme-"))
+    return cli_command(command, params.get("config"), params.get("overrides"),
+                       params.get("root"), params.get("out"))
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Log vrme's messages to stderr through rich."""
     from rich.console import Console
@@ -107,7 +159,7 @@ def friendly_errors(fn: F) -> F:
         except (UserError, WriteError) as exc:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(1 if isinstance(exc, WriteError) else 2)
 
     return wrapper  # type: ignore[return-value]

@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flows.commands._common import (ConfigOpt, OutOpt, RootOpt, SetOpt, friendly_errors, load,
-                                    setup_logging)
+from flows.commands._common import ConfigOpt, OutOpt, RootOpt, SetOpt, friendly_errors
 
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-j", help="Worker processes (default: "
-                             "features.workers, else the CPU count).")
+    int | None, typer.Option("--workers", "-j", min=1, help="Videos processed side by side "
+                             "(sets orchestration.max_workers; default: the CPU count).")
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even when cached.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute even when the outputs are "
+                                        "valid.")]
+
+
+def run_video_stage(stage: str, config: Path, set_: list[str] | None, root: Path | None,
+                    out: Path | None, workers: int | None, force: bool) -> None:
+    """Run the ``vrme-align`` or ``vrme-features`` flow (the tasks ``vrme run`` runs) and print
+    its summary; exit 1 naming the videos whose tasks failed."""
+    import sys
+
+    from flows.commands._common import flow_parameters, load, run_config_flow
+    from flows.commands._videostages import print_summary
+
+    overrides = list(set_ or [])
+    if workers is not None:
+        overrides.append(f"orchestration.max_workers={workers}")
+    cfg = load(config, overrides, root, out)
+    from vrme.errors import UserError
+
+    if not (cfg.ingest_dir / "manifest.parquet").is_file():
+        raise UserError(f"{cfg.ingest_dir / 'manifest.parquet'} not found: run "
+                        f"`vrme ingest --config {config}` first")
+    params = flow_parameters(config, overrides, root, out, refresh=force)
+    res = run_config_flow(f"vrme-{stage}", cfg, params, stage)
+    summary = res.outcome.get("summary") or {}
+    statuses = [s for s in summary.get("statuses", []) if s.get("stage") == stage]
+    from vrme.align import landmarks_dir
+    from vrme.features import features_dir
+
+    where = landmarks_dir(cfg) if stage == "align" else features_dir(cfg)
+    print_summary(f"{'Landmarks' if stage == 'align' else 'Features'} in {where}", statuses)
+    if res.status != "completed":
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]{stage} failed:[/] {res.message}",
+                                   highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,14 +60,6 @@ def register(app: typer.Typer) -> None:
                   force: ForceOpt = False) -> None:
         """Detect the face and its 68 landmarks on every window's first frame of every video in
         <out>/ingest/manifest.parquet; write <out>/landmarks/<dataset>/<hash>/<subject>/
-        <video>.parquet and print a summary (computed / cached / skipped with reasons)."""
-        from flows.commands._videostages import load_manifest, print_summary, timed
-        from vrme.align import landmarks_dir, run_align
-        from vrme.io import clean_work_folder
-
-        setup_logging()
-        cfg = load(config, set_, root, out)
-        clean_work_folder(cfg.out_dir)
-        manifest = load_manifest(cfg)
-        statuses, seconds = timed(run_align, cfg, manifest, workers=workers, force=force)
-        print_summary(f"Landmarks in {landmarks_dir(cfg)}", statuses, seconds)
+        <video>.parquet and print a summary (computed / cached / skipped with reasons). Runs
+        the vrme-align flow: the same tasks as `vrme run`."""
+        run_video_stage("align", config, set_, root, out, workers, force)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from flows.commands._common import (ConfigOpt, OutOpt, RootOpt, SetOpt, friendly_errors, load,
-                                    setup_logging)
-from flows.commands.align import ForceOpt, WorkersOpt
+from flows.commands._common import ConfigOpt, OutOpt, RootOpt, SetOpt, friendly_errors
+from flows.commands.align import ForceOpt, WorkersOpt, run_video_stage
 
 
 def register(app: typer.Typer) -> None:
@@ -17,14 +16,6 @@ def register(app: typer.Typer) -> None:
                      force: ForceOpt = False) -> None:
         """Compute the 36 x k window features of every video in <out>/ingest/manifest.parquet
         (aligning first where landmarks are missing); write <out>/features/<dataset>/<hash>/
-        <subject>/<video>.parquet and print a summary (computed / cached / skipped)."""
-        from flows.commands._videostages import load_manifest, print_summary, timed
-        from vrme.features import features_dir, run_features
-        from vrme.io import clean_work_folder
-
-        setup_logging()
-        cfg = load(config, set_, root, out)
-        clean_work_folder(cfg.out_dir)
-        manifest = load_manifest(cfg)
-        statuses, seconds = timed(run_features, cfg, manifest, workers=workers, force=force)
-        print_summary(f"Features in {features_dir(cfg)}", statuses, seconds)
+        <subject>/<video>.parquet and print a summary (computed / cached / skipped). Runs the
+        vrme-features flow: the same tasks as `vrme run`."""
+        run_video_stage("features", config, set_, root, out, workers, force)

@@ -18,16 +18,12 @@ def register(app: typer.Typer) -> None:
         (<out>/final/<run name>/: model.pt, priors.json, model.json). Runs as the Prefect flow
         vrme-train-final: ingestion and features run first where missing (cached otherwise);
         a synthetic dataset named by the config is generated if needed."""
-        load(config, set_, root, out)  # a bad config fails here, with a clear message
-        from flows.commands._common import quiet_expected_tracebacks
-        from flows.final import train_final_flow
+        from flows.commands._common import flow_parameters, run_config_flow
 
-        quiet_expected_tracebacks()
-
-        state = train_final_flow(config=str(config), overrides=list(set_ or []),
-                                 root=str(root) if root else None, out=str(out) if out else None,
-                                 return_state=True)
-        if not state.is_completed():
-            typer.secho(f"error: {state.message}", fg="red", err=True)
+        cfg = load(config, set_, root, out)  # a bad config fails here, with a clear message
+        res = run_config_flow("vrme-train-final", cfg, flow_parameters(config, set_, root, out),
+                              "final model")
+        if res.status != "completed":
+            typer.secho(f"error: {res.message}", fg="red", err=True)
             raise typer.Exit(1)
-        typer.echo(state.result()["model_dir"])
+        typer.echo((res.outcome.get("summary") or {}).get("model_dir", ""))

@@ -1,0 +1,330 @@
+"""How the ``vrme`` command runs a flow: as a run of a deployment, in a process of its own,
+watched from the terminal.
+
+1. The Prefect API: the server named by ``PREFECT_API_URL`` (checked at once, one line if it
+   does not answer), else a temporary one (:mod:`flows.tempserver`).
+2. The flow run is created from the deployment ``<flow>/<run name>`` (registered on first
+   use, with no schedule), named after the run and its overrides and tagged with the run name,
+   the config file and every override. Being a deployment run, it has a **Retry** button in the
+   UI, executed by ``vrme serve`` (see the README).
+3. It executes in a child process (:mod:`flows.engine`) in a session of its own. The command
+   relays its log lines, draws one progress bar for the whole run (with an ETA) from the
+   child's events (:mod:`flows.progress`), and receives the run's outcome.
+4. Ctrl-C or SIGTERM: the command creates the run's stop file; every loop in the child (and in
+   its worker processes) stops at its next check and the run ends Cancelled. If the child is
+   still there after :data:`STOP_GRACE_S`, its whole process group is killed (every output is
+   written atomically, so nothing half-written remains) and the run is marked Cancelled. A
+   second Ctrl-C kills at once. The command then says what finished and how to resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STOP_GRACE_S = 8.0
+"""Seconds a stopped run may take to end by itself before it is killed."""
+
+
+@dataclass
+class LaunchResult:
+    """How a launched flow run ended."""
+
+    status: str  # completed | failed | interrupted | error
+    exit_code: int
+    outcome: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    flow_run_id: str = ""
+    user_error: bool = False
+    stages: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def prefect_api(say: Callable[[str], None], services: bool = False) -> Iterator[str]:
+    """Yield the URL of a Prefect API to use: ``PREFECT_API_URL`` when set (it must answer),
+    else a temporary server, exported as ``PREFECT_API_URL`` to child processes meanwhile."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.tempserver import PrefectStateError, healthy, temporary_server
+
+    url = PREFECT_API_URL.value()
+    if url:
+        if not healthy(url, timeout=5.0):
+            raise PrefectStateError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer: "
+                                    "start it with `prefect server start`, or unset "
+                                    "PREFECT_API_URL to let vrme use a temporary server")
+        yield url
+        return
+    with temporary_server(say, services=services) as url:
+        saved = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            with temporary_settings({PREFECT_API_URL: url}):
+                yield url
+        finally:
+            if saved is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = saved
+
+
+def deployment_for(flow_name: str, deployment: str, parameters: dict[str, Any],
+                   description: str = "") -> Any:
+    """The id of deployment ``<flow_name>/<deployment>``, registered (as a served deployment,
+    no schedule) if it does not exist yet; an existing one is left as it is (its schedule,
+    if ``vrme serve`` gave it one, is kept)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flows import EntrypointType
+
+    from flows.engine import load_flow
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(f"{flow_name}/{deployment}").id
+        except ObjectNotFound:
+            pass
+    dep = load_flow(flow_name).to_deployment(
+        name=deployment, parameters=parameters, tags=["vrme"], description=description or None,
+        entrypoint_type=EntrypointType.MODULE_PATH)
+    return dep.apply()
+
+
+class _Relay:
+    """Reads the child's output and events in threads."""
+
+    def __init__(self, proc: subprocess.Popen, events_fd: int, show: Callable[[str], None],
+                 on_event: Callable[[dict[str, Any]], None]):
+        self.threads = [
+            threading.Thread(target=self._lines, args=(proc.stdout, show), daemon=True),
+            threading.Thread(target=self._events, args=(events_fd, on_event), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _lines(stream: Any, show: Callable[[str], None]) -> None:
+        for raw in iter(stream.readline, b""):
+            show(raw.decode(errors="replace").rstrip("\n"))
+
+    @staticmethod
+    def _events(fd: int, on_event: Callable[[dict[str, Any]], None]) -> None:
+        with os.fdopen(fd, "rb") as f:
+            for raw in f:
+                try:
+                    on_event(json.loads(raw))
+                except ValueError:
+                    continue
+
+    def join(self, timeout: float = 5.0) -> None:
+        for t in self.threads:
+            t.join(timeout)
+
+
+class _Display:
+    """One progress bar for the whole run (with an ETA) on a terminal; plain lines otherwise."""
+
+    def __init__(self, title: str) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.title = title
+        self.progress = None
+        if self.console.is_terminal:
+            from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self.console, transient=True)
+            self.task = self.progress.add_task(title, total=1000)
+            self.progress.start()
+
+    def line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def update(self, event: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        stage = event.get("stage") or ""
+        st = (event.get("stages") or {}).get(stage, {})
+        count = f" {st.get('done', 0)}/{st.get('total')} {st.get('unit', '')}" if st.get(
+            "total") else ""
+        self.progress.update(self.task, completed=int(1000 * float(event.get("fraction", 0))),
+                             description=f"{self.title}: {stage}{count}".rstrip())
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def stop_file_for(work_dir: Path | None) -> Path:
+    """Where a run's stop file goes: the work folder (remote Dask workers on a shared folder see
+    it too), else a temporary folder."""
+    folder = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder / f".vrme-stop-{os.getpid()}-{time.time_ns()}"
+
+
+def launch(flow_name: str, parameters: dict[str, Any], *, deployment: str, run_title: str,
+           tags: list[str], work_dir: Path | None = None, title: str = "") -> LaunchResult:
+    """Run flow ``flow_name`` with ``parameters`` as a run of deployment
+    ``<flow_name>/<deployment>`` in a child process, watched from here (module docstring)."""
+    display = _Display(title or run_title)
+    try:
+        with prefect_api(display.line) as api_url:
+            return _launch(flow_name, parameters, deployment, run_title, tags, work_dir,
+                           display, api_url)
+    finally:
+        display.close()
+
+
+def _launch(flow_name: str, parameters: dict[str, Any], deployment: str, run_title: str,
+            tags: list[str], work_dir: Path | None, display: _Display,
+            api_url: str) -> LaunchResult:
+    from prefect import get_client
+    from prefect.states import Pending
+
+    from flows.tempserver import die_with_parent
+
+    dep_id = deployment_for(flow_name, deployment, parameters)
+    with get_client(sync_client=True) as client:
+        fr = client.create_flow_run_from_deployment(dep_id, parameters=parameters,
+                                                    name=run_title, tags=tags, state=Pending())
+    ui = api_url[:-4] if api_url.endswith("/api") else api_url
+    display.line(f"flow run '{run_title}' ({flow_name}/{deployment}): {ui}/runs/flow-run/{fr.id}")
+
+    stop_file = stop_file_for(work_dir)
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, VRME_EVENTS_FD=str(write_fd), VRME_STOP_FILE=str(stop_file),
+               PYTHONUNBUFFERED="1")
+    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "vrme")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.engine", str(fr.id)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, pass_fds=(write_fd,),
+                            start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
+    os.close(write_fd)
+    state: dict[str, Any] = {"outcome": {}, "error": {}, "stages": {}}
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev.get("type") == "progress":
+            state["stages"] = ev.get("stages", state["stages"])
+            display.update(ev)
+        elif ev.get("type") == "outcome":
+            state["outcome"] = ev
+            state["stages"] = ev.get("stages", state["stages"])
+        elif ev.get("type") == "error":
+            state["error"] = ev
+
+    relay = _Relay(proc, read_fd, display.line, on_event)
+    stop = {"at": None, "count": 0}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["count"] += 1
+        if stop["at"] is None:
+            stop["at"] = time.monotonic()
+            with contextlib.suppress(OSError):
+                stop_file.touch()
+            display.line(f"{signal.Signals(signum).name}: stopping the run (finished work is "
+                         "kept); press Ctrl-C again to stop at once")
+        if stop["count"] > 1:
+            _kill_group(proc)
+
+    handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    killed = False
+    try:
+        while proc.poll() is None:
+            if stop["at"] is not None and time.monotonic() - stop["at"] > STOP_GRACE_S:
+                killed = True
+                _kill_group(proc)
+            time.sleep(0.1)
+        relay.join()
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        with contextlib.suppress(OSError):
+            stop_file.unlink()
+    interrupted = stop["at"] is not None or proc.returncode == 130
+    if interrupted or killed or proc.returncode < 0:
+        _mark_cancelled(fr.id, killed)
+        if work_dir is not None:
+            from vrme.io import clean_work_folder
+
+            clean_work_folder(work_dir)
+    outcome = state["outcome"]
+    if interrupted:
+        return LaunchResult("interrupted", 130, outcome, outcome.get("message", ""), str(fr.id),
+                            stages=state["stages"])
+    if outcome:
+        status = outcome.get("status", "failed")
+        return LaunchResult(status, 0 if status == "completed" else 1, outcome,
+                            outcome.get("message", ""), str(fr.id), stages=state["stages"])
+    err = state["error"]
+    message = err.get("message") or _final_message(fr.id) or (
+        f"the flow run ended with exit code {proc.returncode}")
+    user = bool(err.get("user_error"))
+    return LaunchResult("error", 2 if user else 1, {}, message, str(fr.id), user_error=user,
+                        stages=state["stages"])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _mark_cancelled(flow_run_id: Any, killed: bool) -> None:
+    """Mark a stopped run Cancelled in Prefect, unless it already reached a final state."""
+    from prefect import get_client
+    from prefect.states import Cancelled
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is None or not run.state.is_final():
+                how = "killed after the grace period" if killed else "stopped"
+                client.set_flow_run_state(flow_run_id, Cancelled(
+                    message=f"stopped from the vrme command (Ctrl-C or SIGTERM); {how}"),
+                    force=True)
+    except Exception:  # noqa: BLE001 - the API may be gone as well; nothing else to do
+        pass
+
+
+def _final_message(flow_run_id: Any) -> str:
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+        return run.state.message if run.state else ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def describe_stages(stages: dict[str, Any]) -> str:
+    """'ingest done; align 8/8 videos; features 3/8 videos; folds not run' from the last
+    progress event."""
+    parts = []
+    for name, st in stages.items():
+        status = st.get("status", "")
+        if st.get("total") and status != "done":
+            parts.append(f"{name} {st.get('done', 0)}/{st['total']} {st.get('unit', '')}".rstrip())
+        else:
+            parts.append(f"{name} {status}")
+    return "; ".join(parts)
