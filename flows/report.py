@@ -113,8 +113,8 @@ def report_step(cfg: Config, manifest_path: str, labels_path: str,
             progress.finish("report", "failed", failed=True)
         raise
     if progress is not None:
-        o = rep["metrics"].get("official", {})
-        progress.finish("report", f"STRS {o.get('strs')}")
+        strs = rep["metrics"].get("official", {}).get("strs")
+        progress.finish("report", f"STRS {'n/a' if strs is None else f'{strs:.4f}'}")
     return rep
 
 

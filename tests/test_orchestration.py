@@ -156,6 +156,9 @@ def test_video_status_tables_are_written(prefect_harness, tiny_synth_root, tmp_p
     status = pd.read_csv(run / "features_status.csv", dtype=str)
     assert set(status["status"]) <= {"computed", "cached"} and len(status) == 3
     assert (run / "run.json").is_file() and (run / "manifest.parquet").is_file()
+    machine = json.loads((run / "run.json").read_text())["machine"]
+    assert machine["cores"] >= 1 and machine["torch"].startswith("2.")
+    assert machine["train_threads"] == 1 and machine["torch_cpu_capability"]
 
 
 def test_final_model_predict_and_spot_flows(prefect_harness, tiny_synth_root, tmp_path):

@@ -108,8 +108,40 @@ def write_run_info(run_dir: str | os.PathLike[str], cfg: Config, *,
         "feature_hash": feature_hash(cfg),
         "fold_config_hash": fold_config_hash(cfg),
         "versions": {"vrme": vrme.__version__, "python": platform.python_version()},
+        "machine": machine_info(cfg),
     }
     return write_json_atomic(run_dir / RUN_INFO_FILE, info)
+
+
+def machine_info(cfg: Config | None = None) -> dict[str, Any]:
+    """What a run's numbers may depend on beyond its config and inputs: the CPU (model, cores,
+    the instruction set torch's kernels use), the torch build and the thread count. The same
+    config and seed give identical numbers on one machine; another CPU or torch build can
+    change the last digits of training, and so the decoded intervals."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    threads = cfg.train.threads if cfg is not None and cfg.train.threads else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_git": torch.version.git_version,
+        "torch_cuda": torch.version.cuda,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "train_threads": threads if threads is not None else torch.get_num_threads(),
+        "train_threads_from": "train.threads" if threads is not None else "torch default",
+        "device": cfg.train.device if cfg is not None else None,
+    }
 
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
