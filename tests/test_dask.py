@@ -37,3 +37,15 @@ def test_benchmark_on_dask_local_cluster(prefect_harness, tiny_synth_root, tmp_p
         assert ran.get("train_fold_task", 0) >= 3, ran
         workers = {ws.address: ws for ws in sched.workers.values()}
         assert len(workers) == 2
+        # the same numbers as the threads runner on the same config (train.threads fixed)
+        import json
+
+        from flows.benchmark import benchmark_flow as flow_again
+
+        ref_cfg = tmp_path / "threads.yaml"
+        ref_cfg.write_text(tiny_config_text(tiny_synth_root, tmp_path / "ref",
+                                            "orchestration: {task_runner: threads, retries: 0}\n"))
+        assert flow_again(config=str(ref_cfg), return_state=True).is_completed()
+        ours = json.loads((tmp_path / "work/runs/tiny/report/metrics.json").read_text())
+        ref = json.loads((tmp_path / "ref/runs/threads/report/metrics.json").read_text())
+        assert ours["official"] == ref["official"] and ours["reference"] == ref["reference"]
