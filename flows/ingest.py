@@ -8,13 +8,13 @@ from prefect import flow
 
 from flows._shared import config_from_params, run_validated
 from tasks.pipeline import ingest_task, synthesize_task
-from vrme.config import Config
+from vrme.config import Config, wants_synthesis
 from vrme.io import clean_work_folder
 
 
 def ingest_step(cfg: Config, refresh: bool = False) -> dict[str, Any]:
     """Tasks of the ingest stage inside the calling flow."""
-    if cfg.synth is not None and cfg.dataset.root is not None:
+    if wants_synthesis(cfg):  # only into the config file's own dataset.root (vrme.config)
         synthesize_task(cfg)
     return run_validated(ingest_task, cfg, refresh, cfg=cfg)
 

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         from vrme.predict import load_models, predict_folder
 
         setup_logging()
-        cfg = load(config, None) if config is not None else None
+        cfg = load(config, None, dataset=False) if config is not None else None
         ens = load_models(model, config=cfg)
         pred = predict_folder(ens, root, out, cache_dir=cache, fps=fps, workers=workers)
         t = Table(title=f"{len(pred.videos)} video(s), {len(ens.models)} model(s)")

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         from vrme.predict import load_models, spot_plot_png, spot_video
 
         setup_logging()
-        cfg = load(config, None) if config is not None else None
+        cfg = load(config, None, dataset=False) if config is not None else None
         ens = load_models(model, config=cfg)
         res = spot_video(video, ens, cache_dir=cache, fps=fps, workers=workers)
         iv = res.intervals
