@@ -39,9 +39,9 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
       dataset there (:func:`vrme.config.check_dataset_root`: only into the config file's own
       ``dataset.root``, never into a ``--root`` path; ``can_generate=False`` for commands
       that do not run the generation step);
-    - the layout's folder and label spreadsheets are there (:func:`vrme.ingest.check_layout`);
     - the work folder is a folder (or can be created as one) and is writable
-      (:func:`vrme.config.check_work_folder`).
+      (:func:`vrme.config.check_work_folder`);
+    - the layout's folder and label spreadsheets are there (:func:`vrme.ingest.check_layout`).
 
     ``dataset=False`` (``predict``/``spot``/``report``, whose config only describes a model)
     checks the config alone."""
@@ -50,11 +50,11 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
     cfg = load_config(config, overrides, root=root, out=out)
     if dataset:
         generated = check_dataset_root(cfg, can_generate=can_generate)
+        check_work_folder(cfg)
         if not generated:
             from vrme.ingest import check_layout
 
             check_layout(cfg)
-        check_work_folder(cfg)
     return cfg
 
 
