@@ -736,24 +736,32 @@ def check_dataset_root(cfg: Config, *, can_generate: bool = True) -> bool:
 
 def check_work_folder(cfg: Config) -> None:
     """Check before anything runs that the work folder (``run.out``) is, or can be created as,
-    a folder vrme can write in: ConfigError if it (or a parent) is a file,
-    :class:`vrme.io.WriteError` (exit code 1, like every failed write) if it is not writable.
-    Writability is tried by creating and removing an empty file (permission bits do not tell
-    the whole story: an immutable folder, a read-only mount)."""
+    a folder vrme can write in (see :func:`check_writable_folder`)."""
+    check_writable_folder(cfg.out_dir, f"work folder ({_origin_text(cfg, cfg._out_origin, 'run.out')})")
+
+
+def check_writable_folder(folder: str | os.PathLike[str], what: str) -> None:
+    """``folder`` is, or can be created as, a folder this process can write in: ConfigError if
+    it (or a parent) is a file, :class:`vrme.io.WriteError` (exit code 1, like every failed
+    write) if it is not writable. ``what`` names it in the message ('work folder (--out)').
+    Writability is tried by creating and removing an empty file in the folder or its nearest
+    existing parent (permission bits do not tell the whole story: an immutable folder, a
+    read-only mount); nothing is created."""
     from vrme.io import WriteError
 
-    out = cfg.out_dir
-    what = _origin_text(cfg, cfg._out_origin, "run.out")
-    folder = out
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    if not folder.is_dir():
-        extra = "" if folder == out else f" ({folder} is a file)"
-        raise ConfigError(f"work folder {out} ({what}) is a file, not a folder{extra}")
+    out = Path(folder)
+    noun, _, origin = what.partition(" (")
+    label = f"{noun} {out}" + (f" ({origin}" if origin else "")
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        extra = "" if probe == out else f" ({probe} is a file)"
+        raise ConfigError(f"{label} is a file, not a folder{extra}")
     try:
-        fd, name = tempfile.mkstemp(prefix=".vrme-write-check-", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=".vrme-write-check-", dir=probe)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
-        raise WriteError(exc.errno, f"work folder {out} ({what}) is not writable: cannot "
-                                    f"create a file in {folder}: {exc.strerror or exc}") from None
+        raise WriteError(exc.errno, f"{label} is not writable: cannot create a file in "
+                                    f"{probe}: {exc.strerror or exc}") from None

@@ -308,7 +308,14 @@ def _open_video(path: str | os.PathLike[str]) -> Any:
         raise FrameError(f"cannot read video {p}: {exc.strerror or exc}") from exc
     if size == 0:
         raise FrameError(f"video {p} is an empty file (0 bytes)")
-    cap = cv2.VideoCapture(str(p))
+    quiet = "OPENCV_FFMPEG_LOGLEVEL" not in os.environ
+    if quiet:  # FFmpeg's own message ('moov atom not found') would precede ours
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"
+    try:
+        cap = cv2.VideoCapture(str(p))
+    finally:
+        if quiet:
+            os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
     if not cap.isOpened():
         cap.release()
         raise FrameError(f"cannot open video {p} ({size:,} bytes): damaged, truncated or not a "

@@ -191,8 +191,7 @@ def _kind_problem(cell: Cell, name: str) -> str | None:
     """What makes a cell unreadable whatever its column (error, formula without value,
     a merge that cannot be read as meant), or None."""
     if cell.merged and not cell.filled:
-        return (f"column '{name}' is part of the merged cells {cell.merged}: unmerge them and write "
-                "the value in each cell")
+        return f"the cells {cell.merged} are merged: unmerge them and write a value in each cell"
     if cell.error:
         return f"column '{name}' holds the Excel error {cell.value}"
     if _is_blank(cell.value) and cell.formula:
@@ -470,13 +469,18 @@ class _Row:
     def _cell(self, key: str) -> Cell:
         return self.cells[key]
 
+    def _add(self, cell: Cell, problem: str) -> None:
+        if (cell.column, problem) not in self.problems and not (
+                cell.merged and any(p == problem for _, p in self.problems)):
+            self.problems.append((cell.column, problem))
+
     def text(self, key: str, *, required: bool = True) -> str:
         cell = self._cell(key)
         text, problem = cell_text(cell, self.sheet.titles[key])
         if problem is None and required and not text:
             problem = f"column '{self.sheet.titles[key]}' is empty"
         if problem:
-            self.problems.append((cell.column, problem))
+            self._add(cell, problem)
         return text
 
     def name(self, key: str) -> str:
@@ -492,7 +496,7 @@ class _Row:
         cell = self._cell(key)
         n, problem = cell_frame(cell, self.sheet.titles[key], allowed_negative)
         if problem:
-            self.problems.append((cell.column, problem))
+            self._add(cell, problem)
         return n
 
     def problem(self, key: str, reason: str) -> None:
@@ -500,8 +504,10 @@ class _Row:
 
     def issue(self, base: Issue) -> Issue:
         cols = list(dict.fromkeys(c for c, _ in self.problems))
+        merged = {c.column for c in self.cells.values() if c.merged and not c.filled}
+        cols += [c for c in sorted(merged) if c not in cols]
         return with_changes(base, column=", ".join(cols),
-                            reason="; ".join(p for _, p in self.problems))
+                            reason="; ".join(dict.fromkeys(p for _, p in self.problems)))
 
 
 # -- repeated and contradictory rows ----------------------------------------------------------
