@@ -225,9 +225,9 @@ def build_manifest(
         pattern = listing.describe_pattern()
         if listing.ignored:
             issues.append(with_changes(base, kind="frames", item=_some(listing.ignored),
-                                 reason=f"{len(listing.ignored)} file(s) in {_rel(e.folder, root)} "
-                                        f"not named like the video's frames ({pattern}): "
-                                        "not read", action="ignored"))
+                                 reason=f"{len(listing.ignored)} file(s) not named like the "
+                                        f"video's frames ({pattern}): not read",
+                                 action="ignored"))
         numbering = "contiguous"
         if listing.gaps:
             numbering = "gaps"
