@@ -384,7 +384,8 @@ def test_samm_facs_rows_that_match_no_event_are_listed(tmp_path):
     def facs(ws):
         ws.append(["009", "009_1_1", 1, 1, 10, 100, 99, "Micro - 1/2", "4+7", "Fear", 1, None])
     _, issues = read_samm_labels(*samm_sheets(tmp_path, None, facs), SAMM)
-    assert "with this Filename and Type: not used" in one(issues, 25).reason
+    assert "not used: no micro-expression row of rel.xlsx with this Filename and Type was read" \
+        in one(issues, 25).reason
 
 
 # -- identity: label rows against folders ------------------------------------------------------
@@ -452,3 +453,15 @@ def test_skipped_csv_names_file_sheet_row_and_column(tiny_casme3, tmp_path):
     assert (row.file, row.sheet, row.column, row.action) == ("casme3_label.xlsx", "label", "D",
                                                              "skipped")
     assert "column 'Apex' is not an integer frame number: 'five'" in row.reason
+
+
+def test_a_merged_name_cell_with_nothing_in_it_is_refused(tmp_path):
+    def edit(wb):
+        ws = wb.worksheets[0]
+        for r in range(4, 7):
+            ws.cell(r, 1).value = None
+        ws.merge_cells("A4:A6")
+    events, issues = read_casme3_labels(casme3_sheet(tmp_path, edit), CASME)
+    for r in (4, 5, 6):
+        assert "the cells A4:A6 are merged" in one(issues, r).reason
+    assert not {4, 5, 6} & set(events["source_row"])

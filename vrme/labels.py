@@ -380,12 +380,12 @@ def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
         if rng.max_row <= header_row:
             continue
         cols = [i for i in range(rng.min_col, rng.max_col + 1) if i in by_index]
-        if not cols:
-            continue
+        if not cols or (rng.min_row == rng.max_row and cols == [rng.min_col]):
+            continue  # no read cell, or one read cell holding the value (the rest unread)
         text = rng.coord
-        can_fill = (rng.min_col == rng.max_col and rng.min_row > header_row
-                    and by_index[rng.min_col] in fill)
         top_value = ws.cell(rng.min_row, rng.min_col).value
+        can_fill = (rng.min_col == rng.max_col and rng.min_row > header_row
+                    and by_index[rng.min_col] in fill and not _is_blank(top_value))
         for r in range(max(rng.min_row, header_row + 1), rng.max_row + 1):
             for i in cols:
                 merged[(r, i)] = (text, can_fill)
@@ -764,8 +764,9 @@ def read_samm_labels(
         if key not in used and not isinstance(emotions[key], str):
             for row_no, _ in rows[:1]:
                 issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
-                                    item=key[0], reason=f"no micro-expression row in {rel_name} "
-                                                        f"with this Filename and Type: not used"))
+                                    item=key[0], reason=f"not used: no micro-expression row of "
+                                                        f"{rel_name} with this Filename and Type "
+                                                        "was read"))
     events, more = drop_repeats(
         events,
         [(("subject_dir", "video", "onset", "offset"), ("apex", "type", "emotion_raw")),

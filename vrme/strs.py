@@ -390,8 +390,7 @@ def validate_strs_table(
         for order, col in ((2, "onset"), (3, "offset")):
             v = frames[col]
             note((v < 0).to_numpy() & readable, order, lambda i, c=col, v=v: (
-                f"column '{c}': negative frame number {v.iat[i]} (frame numbers start at 0; "
-                "the official evaluator accepts them: use --allow-negative to score them)"))
+                f"column '{c}': negative frame number {v.iat[i]}"))
     note((frames["offset"] < frames["onset"]).to_numpy() & readable, 3, lambda i: (
         f"column 'offset': offset {frames['offset'].iat[i]} is before onset "
         f"{frames['onset'].iat[i]} (frame numbers are inclusive, offset >= onset)"))
@@ -400,6 +399,9 @@ def validate_strs_table(
         named = "; ".join(f"{where(i)}, {text}" for i, _, text in problems[:_MAX_REPORTED])
         more = total - min(len(problems), _MAX_REPORTED)
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+        if any("negative frame number" in text for _, _, text in problems):
+            tail += ("; frame numbers start at 0 (the official evaluator accepts negative ones: "
+                     "vrme strs --allow-negative scores them)")
         raise DataError(f"{source}: {named}{tail}")
     out["onset"], out["offset"] = frames["onset"], frames["offset"]
     return out
