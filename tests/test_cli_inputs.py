@@ -16,6 +16,7 @@ import openpyxl
 import pytest
 
 from tests.conftest import TINY_SYNTH
+from tests.test_config import NOT_CLEAN_YAML
 
 BIN = Path(sys.executable).parent
 HEADER = "subject,video,onset,offset,emotion\n"
@@ -111,15 +112,11 @@ def test_a_value_of_the_wrong_kind_in_set(tmp_path, setting, needle):
     no_prefect(tmp_path)
 
 
-@pytest.mark.parametrize("content, needle", [
-    (b"\xff\xfe\x00\x00binary", "not a UTF-8 text file (byte 0xff at offset 0"),
-    (b"dataset: {name: t}\ndataset: {name: u}\n", "key 'dataset' appears twice (lines 1 and 2)"),
-    (b"dataset: {name: t\n", "not valid YAML: line 2"),
-])
-def test_a_config_that_is_not_clean_yaml(tmp_path, content, needle):
-    p = tmp_path / "c.yaml"
-    p.write_bytes(content)
-    refused(vrme("ingest", "--config", str(p), cwd=tmp_path), needle, str(p))
+def test_a_config_that_is_not_clean_yaml(tmp_path):
+    for i, (content, needle) in enumerate(NOT_CLEAN_YAML[::3]):  # binary, bad YAML, empty
+        p = tmp_path / f"c{i}.yaml"
+        p.write_bytes(content)
+        refused(vrme("ingest", "--config", str(p), cwd=tmp_path), needle, str(p))
 
 
 def test_work_folder_that_is_a_file(tiny_casme3, tmp_path):

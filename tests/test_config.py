@@ -107,7 +107,7 @@ def test_numbers_are_read_as_numbers():
     assert cfg.decode.interval_strategy == 0
 
 
-@pytest.mark.parametrize("content, needle", [
+NOT_CLEAN_YAML = [
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a UTF-8 text file (byte 0x89 at offset 0"),
     ("dataset: {name: t}\n".encode("utf-16"), "not a UTF-8 text file"),
     (b"dataset: 1\x00\x00\n", "not a text file (it holds NUL bytes)"),
@@ -115,7 +115,12 @@ def test_numbers_are_read_as_numbers():
     (b"\tdataset: x\n", "not valid YAML: line 1"),
     (b"- a\n- b\n", "top level must be a mapping"),
     (b"", "missing required key 'dataset'; missing required key 'features'"),
-])
+    (b"dataset: {name: t}\ndataset: {name: u}\n", "key 'dataset' appears twice (lines 1 and 2)"),
+]
+"""Config files that are not clean UTF-8 YAML, and the one-line message each gets."""
+
+
+@pytest.mark.parametrize("content, needle", NOT_CLEAN_YAML)
 def test_a_config_that_is_not_utf8_yaml_is_one_line(tmp_path, content, needle):
     p = tmp_path / "c.yaml"
     p.write_bytes(content)
