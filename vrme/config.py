@@ -737,7 +737,8 @@ def check_dataset_root(cfg: Config, *, can_generate: bool = True) -> bool:
 def check_work_folder(cfg: Config) -> None:
     """Check before anything runs that the work folder (``run.out``) is, or can be created as,
     a folder vrme can write in (see :func:`check_writable_folder`)."""
-    check_writable_folder(cfg.out_dir, f"work folder ({_origin_text(cfg, cfg._out_origin, 'run.out')})")
+    what = _origin_text(cfg, cfg._out_origin, "run.out")
+    check_writable_folder(cfg.out_dir, f"work folder ({what})")
 
 
 def check_writable_folder(folder: str | os.PathLike[str], what: str) -> None:

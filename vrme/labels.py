@@ -195,14 +195,14 @@ def _kind_problem(cell: Cell, name: str) -> str | None:
     if cell.error:
         return f"column '{name}' holds the Excel error {cell.value}"
     if _is_blank(cell.value) and cell.formula:
-        return (f"column '{name}' holds the formula {cell.formula!r} with no saved value (the file was "
-                "written by a program that does not compute formulas): open and save it in a "
-                "spreadsheet program, or type the value")
+        return (f"column '{name}' holds the formula {cell.formula!r} with no saved value (the "
+                "file was written by a program that does not compute formulas): open and save it "
+                "in a spreadsheet program, or type the value")
     if isinstance(cell.value, bool):
         return f"column '{name}' is {str(cell.value).upper()} (a true/false cell)"
     if isinstance(cell.value, (_dt.datetime, _dt.date, _dt.time, _dt.timedelta)):
-        return (f"column '{name}' is a date or time ({cell.value}): the cell is formatted as a date; "
-                "format the column as Number or Text")
+        return (f"column '{name}' is a date or time ({cell.value}): the cell is formatted as a "
+                "date; format the column as Number or Text")
     return None
 
 
@@ -226,7 +226,8 @@ def cell_text(cell: Cell, name: str) -> tuple[str, str | None]:
 _DIGITS = re.compile(r"^-?\d+$")
 
 
-def cell_frame(cell: Cell, name: str, allowed_negative: Sequence[int] = ()) -> tuple[int | None, str | None]:
+def cell_frame(cell: Cell, name: str,
+               allowed_negative: Sequence[int] = ()) -> tuple[int | None, str | None]:
     """A frame-number cell as int, or the problem: empty, not whole, of the wrong kind, out of
     range, negative (unless in ``allowed_negative``, e.g. SAMM's apex -1)."""
     problem = _kind_problem(cell, name)
@@ -255,7 +256,8 @@ def cell_frame(cell: Cell, name: str, allowed_negative: Sequence[int] = ()) -> t
     else:
         return None, f"column '{name}' is {v!r} ({type(v).__name__}), not a frame number"
     if n > MAX_FRAME_NUMBER:
-        return None, f"column '{name}' is {n}, out of range (frame numbers go up to {MAX_FRAME_NUMBER:,})"
+        return None, (f"column '{name}' is {n}, out of range (frame numbers go up to "
+                      f"{MAX_FRAME_NUMBER:,})")
     if n < 0 and n not in allowed_negative:
         return None, f"column '{name}' is negative ({n}), not a frame number"
     return n, None
@@ -488,8 +490,9 @@ class _Row:
         text = self.text(key)
         if text and not safe_name(text):
             self.problems.append((self._cell(key).column,
-                                  f"column '{self.sheet.titles[key]}': {text!r} is not a plain folder "
-                                  "name (refused: it could point outside the dataset root)"))
+                                  f"column '{self.sheet.titles[key]}': {text!r} is not a plain "
+                                  "folder name (refused: it could point outside the dataset "
+                                  "root)"))
         return text
 
     def frame(self, key: str, allowed_negative: Sequence[int] = ()) -> int | None:

@@ -302,7 +302,8 @@ def input_warnings(
             out.append(f"{name}: {len(rows)} row(s) repeat an earlier row exactly (first: "
                        f"{at(line, [rows[0]])} repeats {at(line, [orig])}): every copy is scored "
                        "as one more interval")
-        key = df.loc[:, ["subject", "video", "onset", "offset"]].astype(str).agg("\x1f".join, axis=1)
+        key = df.loc[:, ["subject", "video", "onset", "offset"]].astype(str).agg(
+            "\x1f".join, axis=1)
         clash = df.assign(_k=key).groupby("_k", sort=False)["emotion"].transform("nunique") > 1
         if clash.any():
             rows = np.flatnonzero(clash.to_numpy())
