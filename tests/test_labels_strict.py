@@ -62,6 +62,8 @@ def _zip(path: Path, names: dict[str, bytes]) -> None:
     (lambda p: p.write_text("Subject,Filename,Onset\nspNO.1,a,1\n"),
      "a text file (CSV?) named like a workbook, first line 'Subject,Filename,Onset'"),
     (lambda p: p.write_text("\ufeffSubject\tFilename\n", encoding="utf-8"), "a text file"),
+    (lambda p: p.write_bytes("Subject;Filename\nRen\u00e9;a1\n".encode("latin-1")),
+     "a text file (CSV?) named like a workbook, first line 'Subject;Filename'"),
     (lambda p: p.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512),
      "an Excel 97-2003 (.xls) file or a password-protected workbook"),
     (lambda p: _zip(p, {"mimetype": b"application/vnd.oasis.opendocument.spreadsheet",

@@ -151,11 +151,9 @@ def check_workbook_file(path: Path) -> None:
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise LabelError(f"{path}: an Excel 97-2003 (.xls) file or a password-protected "
                          "workbook, not an .xlsx workbook: save it, without a password, as .xlsx")
-    try:
-        first = head.decode("utf-8-sig").splitlines()[0] if head.strip() else ""
-        is_text = "\x00" not in head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        first, is_text = "", False
+    text = head.decode("utf-8-sig", errors="replace")  # the 4 KiB may end inside a character
+    is_text = "\x00" not in text and text.count("\ufffd") <= max(1, len(text) // 100)
+    first = text.splitlines()[0] if text.strip() else ""
     if is_text:
         raise LabelError(f"{path}: a text file (CSV?) named like a workbook, first line "
                          f"{first[:60]!r}: open it in a spreadsheet program and save it as .xlsx")
