@@ -11,13 +11,10 @@ from flows._shared import (call_task, cli_command, config_from_params, name_from
                            run_tags, tag_this_run)
 from flows.progress import RunProgress
 from tasks.pipeline import ingest_task, synthesize_task
-from vrme.config import Config
+from vrme.config import Config, wants_synthesis
 from vrme.io import clean_work_folder
 
 
-def wants_synthesis(cfg: Config) -> bool:
-    """True when the config generates its own dataset (a ``synth:`` section and a root)."""
-    return cfg.synth is not None and cfg.dataset.root is not None
 
 
 def ingest_step(cfg: Config, refresh: bool = False,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import vrme.strs as strs_mod
 from flows.cli import app
 from vrme.errors import DataError
-from vrme.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, read_strs_csv
+from vrme.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, input_warnings, read_strs_csv
 
 FIX = Path(__file__).parent / "fixtures" / "strs"
 SAMPLE = FIX / "official_sample"
@@ -361,13 +361,79 @@ def test_bad_dataframe_names_table_row_and_column():
                       table(("1", "v1", 0, 9, "x")))
 
 
+def test_bad_rows_are_reported_in_file_order_and_counted(tmp_path: Path):
+    path = tmp_path / "p.csv"
+    path.write_text(HEADER + "1,v1,0,9,negative\n1,v1,8,2,negative\n,v1,0,9,negative\n"
+                    "1,v1,x,9,negative\n1,v1,0,9,\n1,v1,5,1,positive\n")
+    with pytest.raises(DataError) as info:
+        read_strs_csv(path)
+    msg = str(info.value)
+    assert msg.index("line 3, column 'offset'") < msg.index("line 4, column 'subject'") \
+        < msg.index("line 5, column 'onset'")
+    assert "line 6" not in msg and "(and 2 more problems)" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("content, needle", [
+    (HEADER + "1,v1,-1,9,negative\n", "line 2, column 'onset': negative frame number -1"),
+    (HEADER + "1,v1,0,9,negative\n1,v1,-9,-2,negative\n",
+     "line 3, column 'onset': negative frame number -9"),
+])
+def test_negative_frames_are_refused_unless_allowed(tmp_path: Path, content, needle, caplog):
+    path = tmp_path / "g.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=needle):
+        read_strs_csv(path, allow_negative=False)
+    with caplog.at_level("WARNING", logger="vrme.strs"):
+        df = read_strs_csv(path)  # the library default reads them, as the official evaluator
+    assert (df["onset"] < 0).any() and "negative frame number" in caplog.text
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path):
+    path = tmp_path / "p.csv"
+    path.write_text("subject,video,onset,offset,emotion, onset\n1,v1,0,9,negative,5\n")
+    with pytest.raises(DataError, match=r"line 1 \(header\): column 'onset' appears twice "
+                                        r"\(fields 3 and 6\)"):
+        read_strs_csv(path)
+
+
+def test_warnings_for_what_scores_but_is_probably_wrong():
+    gt = table(("1", "v1", 0, 9, "negative"), ("1", "v1", 20, 29, "joy"),
+               ("1", "v1", 0, 9, "negative"), ("1", "v1", 40, 49, "surprise"),
+               ("1", "v1", 40, 49, "positive"))
+    pred = table(("1", "v1", 0, 9, "Negative "), ("1", "v1", 20, 29, "others"))
+    got = input_warnings(pred, gt, None, pred_line=lambda i: i + 2, gt_line=lambda i: i + 2)
+    text = "\n".join(got)
+    assert "predictions: emotion 'Negative ' at line 2: it differs from 'negative' only in case " \
+           "or spaces" in text
+    assert "ground truth: emotion 'joy' at line 3 (vrme's classes" in text
+    assert "ground truth: 1 row(s) repeat an earlier row exactly (first: line 4 repeats line 2)" \
+        in text
+    assert "ground truth: the same interval is given different emotions (line 5, line 6)" in text
+    assert "predictions: emotion 'others' at line 3 is not analysed" in text
+    more = input_warnings(gt.iloc[:1], gt.iloc[:1], ["negative", "positive"])
+    assert more == ["analysed emotion 'positive' does not occur in the ground truth: its class "
+                    "is degenerate"]
+    assert input_warnings(gt.iloc[:1], gt.iloc[:1], None) == []
+
+
+def test_duplicated_ground_truth_still_scores_as_the_official_evaluator_but_is_warned():
+    gt = table(*[("1", "v1", 10 * i, 10 * i + 5, "negative") for i in range(8)])
+    pred = gt.copy()
+    doubled = pd.concat([gt, gt], ignore_index=True)
+    res = evaluate_strs(pred, doubled)
+    assert (res.spot_tp, res.spot_fp, res.spot_fn) == (16, 0, 0)  # the official quirk
+    assert any("8 row(s) repeat an earlier row exactly" in w
+               for w in input_warnings(pred, doubled))
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 
 
 def test_cli_json_prints_the_official_numbers():
     result = CliRunner().invoke(
-        app, ["strs", "--pred", str(SAMPLE / "pred.csv"), "--gt", str(SAMPLE / "gt.csv"), "--json"]
+        app, ["strs", "--pred", str(SAMPLE / "pred.csv"), "--gt", str(SAMPLE / "gt.csv"), "--json",
+              "--allow-negative"]  # the official sample predictions have negative onsets
     )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
@@ -376,7 +442,8 @@ def test_cli_json_prints_the_official_numbers():
 
 
 def test_cli_table_and_reference_variant():
-    args = ["strs", "--pred", str(SAMPLE / "pred.csv"), "--gt", str(SAMPLE / "gt.csv")]
+    args = ["strs", "--pred", str(SAMPLE / "pred.csv"), "--gt", str(SAMPLE / "gt.csv"),
+            "--allow-negative"]
     table_out = CliRunner().invoke(app, args)
     assert table_out.exit_code == 0, table_out.output
     assert "STRS" in table_out.stdout and "0.3862" in table_out.stdout
@@ -387,6 +454,15 @@ def test_cli_table_and_reference_variant():
     expected = evaluate_strs(read_strs_csv(SAMPLE / "pred.csv"), read_strs_csv(SAMPLE / "gt.csv"),
                              ["negative", "positive", "surprise"], variant="reference")
     assert json.loads(ref.stdout) == expected.to_dict()
+
+
+def test_cli_refuses_the_official_sample_without_allow_negative():
+    result = CliRunner().invoke(app, ["strs", "--pred", str(SAMPLE / "pred.csv"), "--gt",
+                                      str(SAMPLE / "gt.csv")])
+    assert result.exit_code == 2
+    text = " ".join(result.stderr.split())
+    assert "pred.csv: line 5, column 'onset': negative frame number -3" in text
+    assert "--allow-negative" in text
 
 
 def test_cli_bad_input_exits_2_with_the_message(tmp_path: Path):

@@ -1,7 +1,9 @@
 """Typed, validated configuration for every vrme step.
 
-A config is one YAML file (see ``configs/``) validated into :class:`Config`. Unknown keys and
-wrong types fail with :class:`ConfigError`, whose message names the file and the key path.
+A config is one UTF-8 YAML file (see ``configs/``) validated into :class:`Config`. Unknown keys,
+a key written twice and wrong types fail with :class:`ConfigError`, whose one-line message names
+the file and the key path. Types are strict: a count is a whole number (``true`` or ``3.0`` or
+``"3"`` is not one), a number is a number (not text), a flag is ``true``/``false`` (not ``1``).
 ``--set key.path=value`` overrides (values parsed as YAML) are applied to the raw mapping before
 validation, so they are checked exactly like keys in the file.
 
@@ -14,12 +16,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
 from vrme.errors import UserError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 EMOTION_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise", "others")
 """The four emotion classes of the method, in class-index order (neutral is index 4)."""
@@ -57,8 +72,26 @@ class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
+def _whole_number(value: Any) -> Any:
+    """A choice among whole numbers (``Literal[0, 1]``) takes an int, not ``true`` or ``1.0``
+    (pydantic's Literal check compares by equality, and ``True == 1``)."""
+    if type(value) is not int:
+        raise ValueError(f"must be a whole number, not {_describe(value)}")
+    return value
+
+
+Choice01 = Annotated[Literal[0, 1], BeforeValidator(_whole_number)]
+Choice012 = Annotated[Literal[0, 1, 2], BeforeValidator(_whole_number)]
+StrictFloat = Annotated[float, Strict()]
+"""A number: an int or a float, never a bool or text (``Strict`` float accepts ints)."""
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    """Strict types everywhere: ints, floats and bools are not converted from each other or
+    from text (a YAML ``true`` is not 1, ``"3"`` is not 3, ``3.0`` is not a count); paths are
+    the one exception (text is a path), declared with ``strict=False``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              strict=True)
 
 
 class DatasetConfig(_Strict):
@@ -66,7 +99,8 @@ class DatasetConfig(_Strict):
 
     name: str = Field(description="Short name used in cache paths, e.g. casme3, samm_lv, demo.")
     layout: Layout = Field(description="Folder/spreadsheet layout (DATASETS.md).")
-    root: Path | None = Field(default=None, description="Dataset root; CLI --root overrides.")
+    root: Path | None = Field(default=None, strict=False,
+                              description="Dataset root; CLI --root overrides.")
     label_files: list[str] | None = Field(
         default=None,
         description="Spreadsheet names relative to root; default per layout "
@@ -80,8 +114,13 @@ class DatasetConfig(_Strict):
     )
     on_frame_gap: Literal["fill", "skip_video"] = Field(
         default="fill",
-        description="Missing frame numbers: fill = repeat the previous frame (reported), "
-        "skip_video = leave the video out (reported).",
+        description="Missing frame numbers (a gap of at most max_frame_gap frames): fill = "
+        "repeat the previous frame (reported), skip_video = leave the video out (reported).",
+    )
+    max_frame_gap: int = Field(
+        default=10, ge=0,
+        description="Longest run of missing frame numbers a video may have; a longer gap makes "
+        "the video an error (left out, the missing range named in skipped.csv), never a fill.",
     )
     drop_onset_zero: bool = Field(
         default=True, description="SAMM-LV: drop events whose onset is 0, as the reference does."
@@ -233,7 +272,7 @@ class TrainConfig(_Strict):
     ratio: float = Field(default=4.0, ge=0, description="ME-free windows per ME window.")
     seed: int = 100
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    scale_aug: tuple[float, float] = (0.9, 1.1)
+    scale_aug: tuple[StrictFloat, StrictFloat] = Field(default=(0.9, 1.1), strict=False)
     mse_weight: float = Field(default=0.9, ge=0)
     ce_weight: float = Field(default=0.1, ge=0)
     threads: int | None = Field(
@@ -311,8 +350,8 @@ class DecodeConfig(_Strict):
         "the smoothed scores, no suppression, a vote wary of 'negative').",
     )
     p: float = Field(default=0.55, ge=0, le=1)
-    interval_strategy: Literal[0, 1] = 1
-    synergy_strategy: Literal[0, 1, 2] = 1
+    interval_strategy: Choice01 = 1
+    synergy_strategy: Choice012 = 1
     onset_divisor: float = Field(default=1.5, gt=0)
     max_extension: int = Field(default=5, ge=1, description="Extension limit in units of k_p.")
     iou_threshold: float = Field(default=0.2, ge=0, le=1)
@@ -339,7 +378,8 @@ class FaultConfig(_Strict):
     kind: Literal["transient", "data"] = "transient"
     times: int = Field(default=1, ge=0, description="How many attempts fail before success.")
     marker_dir: Path | None = Field(
-        default=None, description="Where attempt counters are kept; default run folder."
+        default=None, strict=False,
+        description="Where attempt counters are kept; default run folder.",
     )
 
 
@@ -363,7 +403,7 @@ class RunConfig(_Strict):
 
     name: str | None = Field(default=None, description="Run name; default = config file stem.")
     out: Path | None = Field(
-        default=None, description="Work folder; default data/work/<dataset.name>."
+        default=None, strict=False, description="Work folder; default data/work/<dataset.name>."
     )
 
 
@@ -391,6 +431,12 @@ class Config(_Strict):
         default_factory=dict, description="Published numbers to show beside a run (Table 3)."
     )
     source: str | None = Field(default=None, description="Set by the loader: the file read.")
+    # Set by load_config: where dataset.root and run.out came from ("config" = the config
+    # file itself, "--root"/"--out" = the command line, "--set" = an override), and the root
+    # the file itself names (the only place a synth: section may generate a dataset).
+    _root_origin: str = PrivateAttr(default="config")
+    _out_origin: str = PrivateAttr(default="config")
+    _file_root: Path | None = PrivateAttr(default=None)
 
     # -- derived locations -------------------------------------------------------------
     @property
@@ -431,6 +477,60 @@ def stable_hash(payload: Any, length: int = 12) -> str:
 # -- loading -----------------------------------------------------------------------------
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``3e-4`` as a number (YAML 1.2; YAML 1.1 wants ``3.0e-4``
+    and would read it as text)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: 'line L, column C: problem'."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{' '.join(str(problem).split())}"
+
+
+def _duplicate_keys(node: yaml.Node, path: str = "") -> list[str]:
+    """Keys written twice in one mapping of a composed YAML document (PyYAML would silently keep
+    the last), as 'key 'a.b' appears twice (lines 3 and 7)'."""
+    out: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            here = f"{path}.{key}" if path and key is not None else (key or path)
+            if key is not None and key != "<<":
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    out.append(f"key '{here}' appears twice (lines {seen[key]} and {line})")
+                else:
+                    seen[key] = line
+            out += _duplicate_keys(value_node, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            out += _duplicate_keys(item, path)
+    return out
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text (strictly: a key written twice is an error); ConfigError on one line."""
+    try:
+        node = yaml.compose(text, Loader=_YamlLoader)
+        dups = _duplicate_keys(node) if node is not None else []
+        if dups:
+            raise ConfigError(f"{where}: {'; '.join(dups)}: keep one")
+        return yaml.load(text, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_error_line(exc)}") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``key.path=value`` into its key path and YAML-parsed value."""
     if "=" not in text:
@@ -439,17 +539,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    value = parse_yaml(raw, f"--set {text!r}: value") if raw.strip() else None
     return key.split("."), value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides to a raw config mapping (in place) and return it."""
+    """Apply ``key.path=value`` overrides to a raw config mapping (in place) and return it.
+
+    The same key given twice is an error (which one was meant?)."""
+    given: dict[str, str] = {}
     for text in overrides or []:
         path, value = parse_override(text)
+        dotted = ".".join(path)
+        if dotted in given:
+            raise ConfigError(f"--set {dotted} given twice ({given[dotted]!r} and {text!r}): "
+                              "keep one")
+        given[dotted] = text
         node = raw
         for i, part in enumerate(path[:-1]):
             child = node.get(part)
@@ -463,19 +568,55 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return raw
 
 
+def _describe(value: Any) -> str:
+    """A YAML value as a user would recognise it in an error message."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a true/false value)"
+    if value is None:
+        return "null (empty)"
+    if isinstance(value, str):
+        return f"{value!r} (text)"
+    if isinstance(value, int):
+        return f"{value} (a whole number)"
+    if isinstance(value, float):
+        return f"{value!r} (a decimal number)"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
 def _format_errors(exc: ValidationError, where: str) -> str:
-    lines = []
+    """pydantic's errors as one line: 'FILE: key 'a.b': must be a whole number, not true (a
+    true/false value); unknown key 'c''."""
+    parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = err.get("input")
         if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key '{loc}'")
+            parts.append(f"unknown key '{loc}'")
         elif err["type"] == "missing":
-            lines.append(f"{where}: missing required key '{loc}'")
+            parts.append(f"missing required key '{loc}'")
+        elif err["type"] in _EXPECTED:
+            parts.append(f"key '{loc}': must be {_EXPECTED[err['type']]}, not {_describe(got)}")
         else:
-            got = err.get("input")
-            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"{where}: key '{loc}': {err['msg']}{got_s}")
-    return "\n".join(lines)
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            got_s = "" if isinstance(got, dict) or "got " in msg else f" (got {got!r})"
+            parts.append(f"key '{loc}': {msg}{got_s}")
+    return f"{where}: " + "; ".join(parts)
 
 
 def config_from_mapping(raw: dict[str, Any], where: str = "<config>") -> Config:
@@ -488,6 +629,31 @@ def config_from_mapping(raw: dict[str, Any], where: str = "<config>") -> Config:
         raise ConfigError(_format_errors(exc, where)) from None
 
 
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The text of a config file; ConfigError (one line) if it is missing, a folder, unreadable
+    or not UTF-8 text."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a folder, not a YAML file")
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            "is not UTF-8): a config is a YAML text file"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{p}: not a text file (it holds NUL bytes): a config is a YAML text "
+                          "file")
+    return text
+
+
 def load_config(
     path: str | os.PathLike[str],
     overrides: list[str] | None = None,
@@ -498,18 +664,21 @@ def load_config(
     """Read, override and validate a YAML config.
 
     ``root`` and ``out`` (the CLI's ``--root``/``--out``) replace ``dataset.root`` and
-    ``run.out``. Relative paths resolve against the current working directory.
+    ``run.out``; giving one of them and also ``--set dataset.root``/``--set run.out`` is an
+    error. Relative paths resolve against the current working directory. The config records
+    where its root came from (see :func:`wants_synthesis`).
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from exc
+    raw = parse_yaml(read_config_text(p), str(p)) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: top level must be a mapping")
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(raw).__name__}")
     raw.pop("source", None)
+    file_dataset = raw.get("dataset") if isinstance(raw.get("dataset"), dict) else {}
+    file_root = file_dataset.get("root")
+    set_keys = {str(t).split("=", 1)[0].strip() for t in overrides or []}
+    for flag, value, key in (("--root", root, "dataset.root"), ("--out", out, "run.out")):
+        if value is not None and key in set_keys:
+            raise ConfigError(f"both {flag} and --set {key} given: keep one")
     apply_overrides(raw, overrides)
     where = str(p) + (" (with --set " + ", ".join(overrides) + ")" if overrides else "")
     cfg = config_from_mapping(raw, where)
@@ -524,4 +693,118 @@ def load_config(
         cfg.run.out = Path(os.path.abspath(cfg.run.out))
     else:
         cfg.run.out = Path(os.path.abspath(cfg.out_dir))
+    if isinstance(file_root, str) and file_root:
+        cfg._file_root = Path(os.path.abspath(file_root))
+    if root is not None or "dataset.root" in set_keys:
+        same = cfg._file_root is not None and cfg.dataset.root == cfg._file_root
+        cfg._root_origin = "config" if same else ("--root" if root is not None else "--set")
+    if out is not None or "run.out" in set_keys:
+        cfg._out_origin = "--out" if out is not None else "--set"
+    elif not (isinstance(raw.get("run"), dict) and raw["run"].get("out")):
+        cfg._out_origin = "default"
     return cfg
+
+
+# -- checks before anything runs ------------------------------------------------------------
+
+
+def _origin_text(cfg: Config, origin: str, key: str) -> str:
+    if origin == "default":
+        return f"the default; set {key} or pass --out"
+    if origin == "--set":
+        return f"--set {key}"
+    if origin == "config":
+        return f"{key} in {cfg.source}" if cfg.source else key
+    return origin
+
+
+def wants_synthesis(cfg: Config) -> bool:
+    """True if the config asks for its synthetic dataset to be generated now.
+
+    The rule: a ``synth:`` section generates a dataset only into the ``dataset.root`` written
+    in the config file itself, never into a path given by ``--root`` or ``--set dataset.root``
+    (a typo there must not turn into a generated benchmark), and only while that folder does not
+    exist, is empty, or holds a finished synthetic dataset (``synth_spec.json``; then nothing is
+    regenerated). A folder holding anything else is never overwritten.
+    """
+    root = cfg.dataset.root
+    if cfg.synth is None or root is None or cfg._root_origin != "config":
+        return False
+    if not root.exists():
+        return True
+    if not root.is_dir():
+        return False
+    return (root / "synth_spec.json").is_file() or not any(root.iterdir())
+
+
+def check_dataset_root(cfg: Config, *, can_generate: bool = True) -> bool:
+    """Check ``dataset.root`` before anything runs; return True if it will be generated.
+
+    The root must be an existing folder, unless :func:`wants_synthesis` (then it is generated
+    by the flow's synthesize step when ``can_generate``; a command that does not generate
+    passes False and gets an error saying where it is generated). Raises :class:`ConfigError`
+    naming the root and where it came from (``--root``, ``--set dataset.root`` or the file).
+    """
+    root = cfg.dataset.root
+    if root is None:
+        raise ConfigError(f"no dataset root: set dataset.root in {cfg.source or 'the config'} "
+                          "or pass --root")
+    what = _origin_text(cfg, cfg._root_origin, "dataset.root")
+    if root.is_dir():
+        if (cfg.synth is not None and cfg._root_origin == "config"
+                and not wants_synthesis(cfg)):
+            raise ConfigError(
+                f"dataset root {root} ({what}) holds files but no finished synthetic dataset "
+                "(no synth_spec.json), and the config's synth: section would generate one "
+                "there: delete the folder to generate it again, or remove the synth: section "
+                "to read the folder as a dataset")
+        return False
+    if root.exists():
+        raise ConfigError(f"dataset root {root} ({what}) is not a folder")
+    if wants_synthesis(cfg):
+        if can_generate:
+            return True
+        raise ConfigError(
+            f"dataset root {root} ({what}) does not exist yet: the config's synth: section "
+            "generates it in `vrme run`, `vrme demo` or `vrme train-final` (or run "
+            f"`vrme synth --out {root}`)")
+    hint = ""
+    if cfg.synth is not None:
+        own = f" ({cfg._file_root})" if cfg._file_root is not None else ""
+        hint = (f"; the config's synth: section generates a dataset only into the "
+                f"dataset.root written in the config file{own}, never into a {what} path")
+    raise ConfigError(f"dataset root {root} ({what}) does not exist{hint}")
+
+
+def check_work_folder(cfg: Config) -> None:
+    """Check before anything runs that the work folder (``run.out``) is, or can be created as,
+    a folder vrme can write in (see :func:`check_writable_folder`)."""
+    what = _origin_text(cfg, cfg._out_origin, "run.out")
+    check_writable_folder(cfg.out_dir, f"work folder ({what})")
+
+
+def check_writable_folder(folder: str | os.PathLike[str], what: str) -> None:
+    """``folder`` is, or can be created as, a folder this process can write in: ConfigError if
+    it (or a parent) is a file, :class:`vrme.io.WriteError` (exit code 1, like every failed
+    write) if it is not writable. ``what`` names it in the message ('work folder (--out)').
+    Writability is tried by creating and removing an empty file in the folder or its nearest
+    existing parent (permission bits do not tell the whole story: an immutable folder, a
+    read-only mount); nothing is created."""
+    from vrme.io import WriteError
+
+    out = Path(folder)
+    noun, _, origin = what.partition(" (")
+    label = f"{noun} {out}" + (f" ({origin}" if origin else "")
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        extra = "" if probe == out else f" ({probe} is a file)"
+        raise ConfigError(f"{label} is a file, not a folder{extra}")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".vrme-write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise WriteError(exc.errno, f"{label} is not writable: cannot create a file in "
+                                    f"{probe}: {exc.strerror or exc}") from None

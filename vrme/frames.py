@@ -33,23 +33,28 @@ def natural_key(text: str) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
+MAX_FRAME_NUMBER = 2**31 - 1
+"""Largest frame number vrme accepts (in a file name or a label cell)."""
+
+
 @dataclass
 class FrameListing:
-    """The frame files of one folder, understood as a numbered sequence.
+    """The frame files of one folder: the files that follow the video's one naming pattern.
 
-    ``numbers`` are the frame numbers in the file names (natural order); ``missing`` the numbers
-    between first and last with no file; ``pattern`` is (prefix, suffix, pad_width) when every
-    name is ``prefix + number + suffix`` with one padding style, else None (then ``files`` is the
-    explicit list in order).
+    ``pattern`` is (prefix, suffix, pad_width): every frame is named
+    ``prefix + number + suffix``, the number zero-padded to ``pad_width`` digits (0 = not
+    padded). ``files``/``numbers`` are those frames in number order; ``gaps`` the runs of
+    numbers between the first and the last with no file, as inclusive (start, end) pairs;
+    ``ignored`` every other file of the folder (another pattern, no number, not an image), in
+    natural order.
     """
 
     folder: Path
     files: list[str]
     numbers: list[int]
-    missing: list[int] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    unnumbered: list[str] = field(default_factory=list)
-    pattern: tuple[str, str, int] | None = None
+    pattern: tuple[str, str, int]
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> int:
@@ -59,72 +64,98 @@ class FrameListing:
     def last(self) -> int:
         return self.numbers[-1]
 
+    @property
+    def longest_gap(self) -> int:
+        """Length of the longest run of missing numbers (0 = contiguous)."""
+        return max((b - a + 1 for a, b in self.gaps), default=0)
 
-def list_frames(folder: str | os.PathLike[str]) -> FrameListing:
-    """List the numbered image files of ``folder`` in natural order and detect gaps.
+    @property
+    def missing(self) -> list[int]:
+        """Every missing number (check :attr:`longest_gap` first: a gap can be huge)."""
+        return [n for a, b in self.gaps for n in range(a, b + 1)]
 
-    Raises :class:`FrameError` if the folder has no numbered image files.
+    def describe_pattern(self) -> str:
+        return describe_pattern(*self.pattern)
+
+
+def describe_pattern(prefix: str, suffix: str, pad: int) -> str:
+    """A naming pattern as users read it: '<n>.jpg', '006_1_<nnnn>.jpg'."""
+    return f"{prefix}<{'n' * pad if pad else 'n'}>{suffix}"
+
+
+def _fits(name: str, prefix: str, suffix: str, pad: int, number: int) -> bool:
+    return name == frame_name(prefix, suffix, pad, number)
+
+
+def list_frames(folder: str | os.PathLike[str], prefix: str | None = None) -> FrameListing:
+    """The frames of ``folder``: the image files that follow its one naming pattern.
+
+    A pattern is a prefix, a number (zero-padded to one width, or not padded) and an image
+    extension. ``prefix`` is the layout's (CAS(ME)^3 ``''``: ``0.jpg``; SAMM-LV
+    ``'<video>_'``: ``006_1_0001.jpg``); ``None`` (unlabelled layouts) lets the files decide.
+    The pattern most files follow is the video's; every other file is listed in ``ignored``.
+    Raises :class:`FrameError` naming the folder if no file follows a pattern, if two patterns
+    are about as common (the second has at least half as many files the first does not
+    cover: which one is the video?), or if a frame number is beyond :data:`MAX_FRAME_NUMBER`.
     """
     folder = Path(folder)
     try:
         names = [e.name for e in os.scandir(folder) if e.is_file()]
     except OSError as exc:
         raise FrameError(f"cannot list frames in {folder}: {exc.strerror or exc}") from exc
-    images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS) and ".tmp-" not in n]
-    parsed: dict[int, str] = {}
-    duplicates: list[str] = []
-    unnumbered: list[str] = []
-    for name in sorted(images, key=natural_key):
+    names = sorted((n for n in names if ".tmp-" not in n), key=natural_key)
+    groups: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    widths: dict[tuple[str, str], set[int]] = {}
+    for name in names:
         m = _NUM_RE.match(name)
-        if not m:
-            unnumbered.append(name)
+        if not m or m.group(3).lower() not in IMAGE_EXTENSIONS:
             continue
-        n = int(m.group(2))
-        if n in parsed:
-            duplicates.append(name)
+        pre, digits, suf = m.groups()
+        if prefix is not None and pre != prefix:
             continue
-        parsed[n] = name
-    if not parsed:
-        raise FrameError(f"no numbered image files ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    numbers = sorted(parsed)
-    files = [parsed[n] for n in numbers]
-    present = set(numbers)
-    missing = [n for n in range(numbers[0], numbers[-1] + 1) if n not in present]
+        groups.setdefault((pre, suf), []).append((name, int(digits)))
+        widths.setdefault((pre, suf), {0})
+        if len(digits) > 1 and digits[0] == "0":
+            widths[(pre, suf)].add(len(digits))
+    candidates: dict[tuple[str, str, int], dict[int, str]] = {}
+    for (pre, suf), members in groups.items():
+        for pad in sorted(widths[(pre, suf)]):
+            fit = {n: name for name, n in members if _fits(name, pre, suf, pad, n)}
+            if fit:
+                candidates[(pre, suf, pad)] = fit
+    if not candidates:
+        what = (f"named like {describe_pattern(prefix, '.jpg', 0)}" if prefix is not None
+                else f"with a number in the name ({', '.join(IMAGE_EXTENSIONS)})")
+        found = f" (found: {_some(names)})" if names else " (the folder is empty)"
+        raise FrameError(f"no image files {what} in {folder}{found}")
+    ranked = sorted(candidates.items(), key=lambda kv: (-len(kv[1]), kv[0][2] == 0, kv[0]))
+    best_key, best = ranked[0]
+    chosen = set(best.values())
+    for key, files in ranked[1:]:
+        extra = [n for n in files.values() if n not in chosen]
+        if len(extra) * 2 >= len(best):
+            raise FrameError(
+                f"{folder}: frames follow two naming patterns, {len(best)} file(s) like "
+                f"{describe_pattern(*best_key)} and {len(files)} like {describe_pattern(*key)}: "
+                "keep one video's frames per folder")
+    numbers = sorted(best)
+    if numbers[-1] > MAX_FRAME_NUMBER:
+        raise FrameError(f"{folder}: frame number {numbers[-1]} in {best[numbers[-1]]!r} is out "
+                         f"of range (at most {MAX_FRAME_NUMBER})")
+    gaps = [(a + 1, b - 1) for a, b in zip(numbers, numbers[1:]) if b - a > 1]
     return FrameListing(
         folder=folder,
-        files=files,
+        files=[best[n] for n in numbers],
         numbers=numbers,
-        missing=missing,
-        duplicates=duplicates,
-        unnumbered=unnumbered,
-        pattern=_common_pattern(files, numbers),
+        pattern=best_key,
+        gaps=gaps,
+        ignored=[n for n in names if n not in chosen],
     )
 
 
-def _common_pattern(files: list[str], numbers: list[int]) -> tuple[str, str, int] | None:
-    """(prefix, suffix, pad) if all names follow one pattern; pad 0 = not padded."""
-    prefixes, suffixes, widths, padded = set(), set(), set(), False
-    for name, n in zip(files, numbers):
-        m = _NUM_RE.match(name)
-        assert m is not None
-        digits = m.group(2)
-        prefixes.add(m.group(1))
-        suffixes.add(m.group(3))
-        widths.add(len(digits))
-        if len(digits) > 1 and digits.startswith("0"):
-            padded = True
-    if len(prefixes) != 1 or len(suffixes) != 1:
-        return None
-    prefix, suffix = prefixes.pop(), suffixes.pop()
-    if padded:
-        if len(widths) != 1:
-            return None
-        return prefix, suffix, widths.pop()
-    # Not padded: names must be exactly str(n).
-    for name, n in zip(files, numbers):
-        if name != f"{prefix}{n}{suffix}":
-            return None
-    return prefix, suffix, 0
+def _some(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit
+                                       else "")
 
 
 def frame_name(prefix: str, suffix: str, pad: int, number: int) -> str:
@@ -260,17 +291,70 @@ class FrameSource:
         self.close()
 
 
+def _open_video(path: str | os.PathLike[str]) -> Any:
+    """An opened ``cv2.VideoCapture`` of a video file, or FrameError naming the file: missing,
+    a folder, empty (0 bytes), or not openable as a video (damaged, truncated, another kind of
+    file)."""
+    import cv2
+
+    p = Path(path)
+    if not p.exists():
+        raise FrameError(f"video {p} not found")
+    if not p.is_file():
+        raise FrameError(f"video {p} is not a file")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise FrameError(f"cannot read video {p}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise FrameError(f"video {p} is an empty file (0 bytes)")
+    quiet = "OPENCV_FFMPEG_LOGLEVEL" not in os.environ
+    if quiet:  # FFmpeg's own message ('moov atom not found') would precede ours
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"
+    try:
+        cap = cv2.VideoCapture(str(p))
+    finally:
+        if quiet:
+            os.environ.pop("OPENCV_FFMPEG_LOGLEVEL", None)
+    if not cap.isOpened():
+        cap.release()
+        raise FrameError(f"cannot open video {p} ({size:,} bytes): damaged, truncated or not a "
+                         "video file")
+    return cap
+
+
+def check_video(path: str | os.PathLike[str], prefix: str | None = None) -> None:
+    """Quick check that ``path`` is a video vrme can read, before anything slow starts: a video
+    file that opens and decodes its first frame, or a folder whose frames (see
+    :func:`list_frames`) start with a decodable image. Raises :class:`FrameError` naming the
+    file or folder."""
+    p = Path(path)
+    if p.is_dir():
+        listing = list_frames(p, prefix)
+        read_gray(p / listing.files[0])
+        return
+    if p.exists() and not p.name.lower().endswith(VIDEO_EXTENSIONS):
+        raise FrameError(f"{p}: not a video file ({', '.join(VIDEO_EXTENSIONS)}) or a folder of "
+                         "frames")
+    cap = _open_video(p)
+    try:
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        raise FrameError(f"video {p} opens but its first frame cannot be decoded (damaged or "
+                         "truncated?)")
+
+
 def count_video_frames(path: str | os.PathLike[str]) -> tuple[int, float, int, int]:
     """(frame count, fps, width, height) of a video file, counting frames by decoding.
 
     The container's frame count is unreliable for many .avi/.mp4 files, so frames are grabbed
-    one by one.
+    one by one. Raises :class:`FrameError` for a missing, empty, unopenable or frameless file.
     """
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise FrameError(f"cannot open video {path}")
+    cap = _open_video(path)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))

@@ -7,11 +7,18 @@ Adapters read the real folder layouts of DATASETS.md:
 - ``megc`` / ``videos``: unlabelled; every folder holding numbered images is a video (MEGC test
   sets in either layout), and every .mp4/.avi/.mov/.mkv file is a video read through OpenCV.
 
-Every video or label row that is left out lands in ``skipped.csv`` with its reason.
+Every video or label row that is left out lands in ``skipped.csv`` with its reason, and so does
+every file of a frame folder that is not one of the video's frames.
+
+Identity rule (how a label row finds its video): CAS(ME)^3 ``Subject`` and ``Filename`` name the
+folder ``data/<Subject>/<Filename>/`` exactly; a SAMM-LV ``Filename`` ``<s>_<v>_<n>`` names
+``SAMM_longvideos/<s>_<v>/`` exactly. Nothing else matches (no case folding, no number
+matching); a row whose folder is not there is reported with the nearest folder on disk.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -24,7 +31,15 @@ import pandas as pd
 
 from vrme.config import Config
 from vrme.errors import DataError, FrameError
-from vrme.frames import VIDEO_EXTENSIONS, FrameListing, count_video_frames, list_frames, natural_key
+from vrme.errors import LabelError
+from vrme.frames import (
+    VIDEO_EXTENSIONS,
+    FrameListing,
+    count_video_frames,
+    describe_pattern,
+    list_frames,
+    natural_key,
+)
 from vrme.io import write_text_atomic
 from vrme.labels import (
     EVENT_COLUMNS,
@@ -33,6 +48,7 @@ from vrme.labels import (
     read_casme3_labels,
     read_samm_labels,
     safe_name,
+    with_changes,
 )
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, SKIPPED_COLUMNS, write_table
 
@@ -42,7 +58,7 @@ MANIFEST_FILE = "manifest.parquet"
 LABELS_FILE = "labels.parquet"
 SKIPPED_FILE = "skipped.csv"
 INGEST_RECORD = "ingest.json"
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 """Version of the ingestion rules (what is read, kept and skipped). Part of the ingest record:
 bump it with any change that changes the manifest, the labels or skipped.csv."""
 
@@ -101,23 +117,26 @@ def _reason_family(reason: str) -> str:
 def scan_casme3(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
     """Videos of a CAS(ME)^3 root: ``data/<subject>/<video>/color/*.jpg`` (frames directly in
     the video folder are accepted too, as in the MEGC test release)."""
-    data = root / "data"
-    if not data.is_dir():
-        raise DataError(f"{root}: not a CAS(ME)^3 root (no data/ folder)")
+    data = root / "data"  # its presence is checked by check_layout
     entries: list[VideoEntry] = []
     issues: list[Issue] = []
+    folds: dict[str, str] = {}
     for sdir in sorted((d for d in data.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
+        fold = fold_id_casme3(sdir.name)
+        if fold in folds:
+            raise DataError(f"{data}: subject folders {folds[fold]!r} and {sdir.name!r} both give "
+                            f"subject id {fold!r} (the part after the last dot names the fold): "
+                            "rename one")
+        folds[fold] = sdir.name
         for vdir in sorted((d for d in sdir.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
             folder = vdir / "color" if (vdir / "color").is_dir() else vdir
-            entries.append(VideoEntry(fold_id_casme3(sdir.name), sdir.name, vdir.name, folder=folder))
+            entries.append(VideoEntry(fold, sdir.name, vdir.name, folder=folder))
     return entries, issues
 
 
 def scan_samm(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
     """Videos of a SAMM-LV root: ``SAMM_longvideos/<sss>_<v>/*.jpg``."""
-    base = root / "SAMM_longvideos"
-    if not base.is_dir():
-        raise DataError(f"{root}: not a SAMM-LV root (no SAMM_longvideos/ folder)")
+    base = root / "SAMM_longvideos"  # its presence is checked by check_layout
     entries: list[VideoEntry] = []
     issues: list[Issue] = []
     for vdir in sorted((d for d in base.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
@@ -159,18 +178,20 @@ def scan_unlabelled(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
     return entries, []
 
 
-def _describe_gaps(missing: list[int]) -> str:
-    runs: list[str] = []
-    start = prev = missing[0]
-    for n in missing[1:] + [None]:  # type: ignore[list-item]
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        runs.append(str(start) if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
+def _describe_gaps(gaps: list[tuple[int, int]]) -> str:
+    runs = [str(a) if a == b else f"{a}-{b}" for a, b in gaps]
     text = ", ".join(runs[:10]) + (" …" if len(runs) > 10 else "")
-    return f"frames {text} ({len(missing)} missing)"
+    return f"frames {text} ({sum(b - a + 1 for a, b in gaps)} missing)"
+
+
+FRAME_PREFIX = {"casme3": lambda video: "", "samm_lv": lambda video: f"{video}_"}
+"""The frame-name prefix of each labelled layout (DATASETS.md): CAS(ME)^3 ``<n>.jpg``, SAMM-LV
+``<video>_<nnnn>.jpg``; unlabelled layouts take the pattern most files of a folder follow."""
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit
+                                       else "")
 
 
 def build_manifest(
@@ -185,7 +206,7 @@ def build_manifest(
     for e in entries:
         base = Issue(kind="video", subject=e.subject, video=e.video)
         if (e.subject, e.video) in seen:
-            issues.append(_issue(base, item=str(e.folder or e.file),
+            issues.append(with_changes(base, item=str(e.folder or e.file),
                                  reason="another video has the same subject and name"))
             continue
         seen.add((e.subject, e.video))
@@ -193,31 +214,39 @@ def build_manifest(
             try:
                 n, fps, w, h = count_video_frames(e.file)
             except FrameError as exc:
-                issues.append(_issue(base, item=_rel(e.file, root), reason=str(exc)))
+                issues.append(with_changes(base, item=_rel(e.file, root), reason=str(exc)))
                 continue
             rows.append(_row(cfg, e, root, _rel(e.file, root), "video", None, 0, n - 1, n, n, [],
                              "video", fps or cfg.dataset.fps, w, h))
             continue
         assert e.folder is not None
+        prefix_of = FRAME_PREFIX.get(cfg.dataset.layout)
         try:
-            listing = list_frames(e.folder)
+            listing = list_frames(e.folder, prefix_of(e.video) if prefix_of else None)
         except FrameError as exc:
-            issues.append(_issue(base, item=_rel(e.folder, root), reason=f"no frames: {exc}"))
+            issues.append(with_changes(base, item=_rel(e.folder, root), reason=f"no frames: {exc}"))
             continue
-        for name in listing.duplicates:
-            issues.append(_issue(base, kind="frames", item=name,
-                                 reason="duplicate frame number (first file in natural order kept)",
-                                 action="skipped"))
-        if listing.unnumbered:
-            issues.append(_issue(base, kind="frames", item=", ".join(listing.unnumbered[:5]),
-                                 reason=f"{len(listing.unnumbered)} image file(s) without a frame "
-                                        "number in the name", action="skipped"))
+        pattern = listing.describe_pattern()
+        if listing.ignored:
+            issues.append(with_changes(base, kind="frames", item=_some(listing.ignored),
+                                 reason=f"{len(listing.ignored)} file(s) not named like the "
+                                        f"video's frames ({pattern}): not read",
+                                 action="ignored"))
         numbering = "contiguous"
-        if listing.missing:
+        if listing.gaps:
             numbering = "gaps"
+            limit = cfg.dataset.max_frame_gap
+            if listing.longest_gap > limit:
+                long = [(a, b) for a, b in listing.gaps if b - a + 1 > limit]
+                issues.append(with_changes(
+                    base, kind="video", item=_describe_gaps(long),
+                    reason=f"frame gap longer than dataset.max_frame_gap ({limit}): no file "
+                           f"for {_describe_gaps(long)} between {listing.files[0]} and "
+                           f"{listing.files[-1]} ({pattern})", action="skipped"))
+                continue
             skip = cfg.dataset.on_frame_gap == "skip_video"
-            issues.append(_issue(
-                base, kind="frames", item=_describe_gaps(listing.missing), reason="frame gap",
+            issues.append(with_changes(
+                base, kind="frames", item=_describe_gaps(listing.gaps), reason="frame gap",
                 action="skipped (video left out: dataset.on_frame_gap=skip_video)" if skip
                 else "filled (each missing frame repeats the previous one)",
             ))
@@ -226,7 +255,7 @@ def build_manifest(
         first_path = listing.folder / listing.files[0]
         img = cv2.imread(str(first_path), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            issues.append(_issue(base, item=_rel(first_path, root),
+            issues.append(with_changes(base, item=_rel(first_path, root),
                                  reason="first frame is not a decodable image"))
             continue
         n_frames = listing.last - listing.first + 1
@@ -242,10 +271,7 @@ def _row(cfg: Config, e: VideoEntry, root: Path, path: str, source: str,
          missing: list[int], numbering: str, fps: float, w: int, h: int) -> dict[str, Any]:
     prefix, suffix, pad, files = "", "", 0, []
     if listing is not None:
-        if listing.pattern is not None:
-            prefix, suffix, pad = listing.pattern
-        else:
-            files = list(listing.files)
+        prefix, suffix, pad = listing.pattern
     return dict(dataset=cfg.dataset.name, subject=e.subject, subject_dir=e.subject_dir,
                 video=e.video, source=source, path=path, name_prefix=prefix, name_suffix=suffix,
                 pad_width=pad, frame_files=files, first_frame=first, last_frame=last,
@@ -261,61 +287,114 @@ def _rel(p: Path, root: Path) -> str:
         return p.as_posix()
 
 
-def _issue(base: Issue, **changes: Any) -> Issue:
-    return Issue(**{**base.as_dict(), **changes})
 
 
 # -- labels against videos ----------------------------------------------------------------------
 
 
+def label_folder(layout: str, subject_dir: str, video: str) -> str:
+    """The folder a label row names, relative to the root (the identity rule)."""
+    if layout == "samm_lv":
+        return f"SAMM_longvideos/{video}"
+    return f"data/{subject_dir}/{video}"
+
+
+def _nearest(target: str, candidates: list[str]) -> str:
+    """' nearest: X' for the candidate most like ``target`` (same text in another case first,
+    then the closest by difflib), or '' if none is close."""
+    folded = [c for c in candidates if c.casefold() == target.casefold()]
+    if folded:
+        return f"; nearest: {folded[0]} (names are compared exactly, case included)"
+    close = difflib.get_close_matches(target, candidates, n=1, cutoff=0.6)
+    return f"; nearest: {close[0]}" if close else ""
+
+
 def validate_events(
-    events: pd.DataFrame, manifest: pd.DataFrame, emotion_map: dict[str, str]
+    events: pd.DataFrame, manifest: pd.DataFrame, emotion_map: dict[str, str],
+    layout: str = "casme3", on_disk: dict[tuple[str, str], str | None] | None = None,
 ) -> tuple[pd.DataFrame, list[Issue]]:
     """Check each event against the videos on disk and the emotion map.
 
-    Left out (with an Issue): unknown emotion (micro only), onset > offset, a video that is not
-    on disk, an event beyond the video's last frame or before its first, duplicate rows. Kept
-    with a note: an apex outside [onset, offset].
+    A label row's video is the folder its subject and video name exactly (see the module
+    docstring); ``on_disk`` maps every (subject_dir, video) found under the root to the reason
+    it was left out of ``manifest`` (None if it is in it), so that a label of a video that is
+    on disk but unusable says why. Left out (with an Issue): unknown emotion (micro only),
+    onset > offset, a video not on disk (with the nearest folder) or left out, an event beyond
+    the video's last frame or before its first. Kept with a note: an apex outside
+    [onset, offset]. Repeated and contradictory rows were dropped by the readers.
     """
     issues: list[Issue] = []
     keep: list[bool] = []
     bounds = {
-        (r.subject, r.video): (int(r.first_frame), int(r.last_frame))
+        (r.subject_dir, r.video): (int(r.first_frame), int(r.last_frame), r.subject)
         for r in manifest.itertuples(index=False)
     }
-    seen: dict[tuple[Any, ...], int] = {}
-    for r in events.itertuples(index=False):
-        base = Issue(kind="label", file=r.source_file, row=int(r.source_row), subject=r.subject,
-                     video=r.video, item=f"{r.onset}-{r.offset}")
+    on_disk = on_disk if on_disk is not None else {k: None for k in bounds}
+    folders = [label_folder(layout, s, v) for s, v in on_disk]
+    nearest: dict[str, str] = {}
+    subjects = events["subject"].tolist()
+    for n, r in enumerate(events.itertuples(index=False)):
+        base = Issue(kind="label", file=r.source_file, sheet=getattr(r, "source_sheet", "") or "",
+                     row=int(r.source_row), subject=r.subject_dir, video=r.video,
+                     item=f"{r.onset}-{r.offset}")
         ok = True
+        key = (r.subject_dir, r.video)
         if r.type == "micro" and (r.emotion is None or pd.isna(r.emotion)):
             known = ", ".join(sorted(emotion_map))
-            issues.append(_issue(base, reason=f"unknown emotion {r.emotion_raw!r} (known: {known})"))
+            issues.append(with_changes(base, reason=f"unknown emotion {r.emotion_raw!r} (known: "
+                                                    f"{known})"))
             ok = False
         elif r.onset > r.offset:
-            issues.append(_issue(base, reason=f"onset {r.onset} > offset {r.offset}"))
+            issues.append(with_changes(base, reason=f"onset {r.onset} > offset {r.offset}"))
             ok = False
-        elif (r.subject, r.video) not in bounds:
-            issues.append(_issue(base, reason="video folder missing (no such video on disk)"))
+        elif key not in bounds:
+            folder = label_folder(layout, r.subject_dir, r.video)
+            if key in on_disk:
+                issues.append(with_changes(base, reason=f"video {folder} is on disk but was left "
+                                                        f"out: {on_disk[key]}"))
+            else:
+                if folder not in nearest:
+                    nearest[folder] = _nearest(folder, folders)
+                issues.append(with_changes(base, reason="video folder missing (no such video on "
+                                                        f"disk): no folder {folder}"
+                                                        f"{nearest[folder]}"))
             ok = False
         else:
-            first, last = bounds[(r.subject, r.video)]
+            first, last, subject = bounds[key]
+            subjects[n] = subject
             if r.offset > last or r.onset < first:
-                issues.append(_issue(base, reason=f"event {r.onset}-{r.offset} outside the video's "
-                                                  f"frames {first}-{last}"))
+                issues.append(with_changes(base, reason=f"event {r.onset}-{r.offset} outside the "
+                                                        f"video's frames {first}-{last}"))
                 ok = False
-        if ok:
-            key = (r.subject, r.video, r.onset, r.apex if not pd.isna(r.apex) else None, r.offset,
-                   r.type, r.emotion_raw)
-            if key in seen:
-                issues.append(_issue(base, reason=f"duplicate of row {seen[key]}"))
-                ok = False
-            else:
-                seen[key] = int(r.source_row)
         if ok and not pd.isna(r.apex) and not (r.onset <= r.apex <= r.offset):
-            issues.append(_issue(base, reason=f"apex {r.apex} outside onset-offset", action="kept"))
+            issues.append(with_changes(base, reason=f"apex {r.apex} outside onset-offset",
+                                       action="kept"))
         keep.append(ok)
-    return events[pd.Series(keep, index=events.index, dtype=bool)].copy(), issues
+    out = events.assign(subject=subjects) if len(events) else events
+    return out[pd.Series(keep, index=events.index, dtype=bool)].copy(), issues
+
+
+def check_layout(cfg: Config, root: Path | None = None) -> list[Path]:
+    """Check that ``root`` (default ``dataset.root``) has the layout's folder and label
+    spreadsheets, and return the spreadsheets' paths. Cheap, so the CLI runs it before
+    anything starts. Raises :class:`DataError` (no such folder) or :class:`LabelError`
+    (a spreadsheet missing)."""
+    root = Path(root or cfg.dataset.root or "")
+    if not str(root) or not root.is_dir():
+        raise DataError(f"dataset root {root} does not exist (set dataset.root or pass --root)")
+    layout = cfg.dataset.layout
+    need = {"casme3": ("data", "CAS(ME)^3"), "samm_lv": ("SAMM_longvideos", "SAMM-LV")}.get(layout)
+    if need and not (root / need[0]).is_dir():
+        raise DataError(f"{root}: not a {need[1]} root (no {need[0]}/ folder)")
+    paths = [root / f for f in (cfg.dataset.label_files or [])]
+    if layout == "samm_lv" and len(paths) < 2:
+        raise DataError("dataset.label_files: SAMM-LV needs the release and the FACS-codes "
+                        "spreadsheets")
+    if layout in ("casme3", "samm_lv"):
+        for p in paths:
+            if not p.exists():
+                raise LabelError(f"label spreadsheet not found: {p} (dataset.label_files)")
+    return paths
 
 
 # -- the whole step ----------------------------------------------------------------------------
@@ -331,8 +410,7 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
     """
     root = Path(root or cfg.dataset.root or "")
     out_dir = Path(out_dir or cfg.ingest_dir)
-    if not str(root) or not root.is_dir():
-        raise DataError(f"dataset root {root} does not exist (set dataset.root or pass --root)")
+    label_paths = check_layout(cfg, root)
     layout = cfg.dataset.layout
     scanner = {"casme3": scan_casme3, "samm_lv": scan_samm}.get(layout, scan_unlabelled)
     entries, issues = scanner(root)
@@ -342,20 +420,24 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
     manifest, more = build_manifest(entries, root, cfg)
     issues += more
     emap = dict(cfg.dataset.emotion_map or {})
-    label_paths = [root / f for f in (cfg.dataset.label_files or [])]
     if layout == "casme3":
         events, more = read_casme3_labels(label_paths[0], emap)
     elif layout == "samm_lv":
-        if len(label_paths) < 2:
-            raise DataError("dataset.label_files: SAMM-LV needs the release and the FACS-codes "
-                            "spreadsheets")
         events, more = read_samm_labels(label_paths[0], label_paths[1], emap,
                                         cfg.dataset.drop_onset_zero)
     else:  # unlabelled layouts
         events, more = pd.DataFrame(columns=EVENT_COLUMNS), []
     issues += more
     if layout in ("casme3", "samm_lv"):
-        events, more = validate_events(events, manifest, emap)
+        why = {(i.subject, i.video): i.reason for i in issues
+               if i.kind == "video" and str(i.action).startswith("skipped")}
+        why.update({(i.subject, i.video): f"frame gap ({i.item}); dataset.on_frame_gap="
+                                          "skip_video" for i in issues
+                    if i.kind == "frames" and str(i.action).startswith("skipped")})
+        in_manifest = set(zip(manifest["subject_dir"], manifest["video"]))
+        on_disk = {(e.subject_dir, e.video): None if (e.subject_dir, e.video) in in_manifest
+                   else why.get((e.subject, e.video), "left out") for e in entries}
+        events, more = validate_events(events, manifest, emap, layout, on_disk)
         issues += more
         labelled = set(zip(events.loc[events["type"] == "micro", "subject"],
                            events.loc[events["type"] == "micro", "video"]))
@@ -370,8 +452,9 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
         used = set(zip(manifest["subject"], manifest["video"]))
         drop = [(s, v) not in used for s, v in zip(events["subject"], events["video"])]
         for r in events[drop].itertuples(index=False):
-            issues.append(Issue(kind="label", file=r.source_file, row=int(r.source_row),
-                                subject=r.subject, video=r.video, item=f"{r.onset}-{r.offset}",
+            issues.append(Issue(kind="label", file=r.source_file, sheet=r.source_sheet,
+                                row=int(r.source_row), subject=r.subject, video=r.video,
+                                item=f"{r.onset}-{r.offset}",
                                 reason="video has no usable micro-expression: not used"))
         events = events[[not d for d in drop]]
     labels = _labels_table(events, cfg.dataset.name)

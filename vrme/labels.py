@@ -1,24 +1,52 @@
 """Label spreadsheets of CAS(ME)^3 and SAMM-LV, read exactly as DATASETS.md describes.
 
-Readers return the events they could read and a list of :class:`Issue` records for every row they
-left out or kept with a note; nothing is dropped silently. A spreadsheet that cannot be read at
-all (missing file, missing column) raises :class:`~vrme.errors.LabelError` naming the file and
-the column.
+Every cell is read unambiguously or its row is refused with the reason. Readers return the events
+they could read and a list of :class:`Issue` records (the lines of ``skipped.csv``) for every row
+they left out or kept with a note, naming file, sheet, Excel row and column. A spreadsheet that
+cannot be read at all raises :class:`~vrme.errors.LabelError` naming the file (and the sheet,
+row and column where it applies): a missing, empty or non-xlsx file, no sheet with the header
+row, two sheets with one, a read column named twice in the header, a second header row that
+orders the columns differently.
+
+The rules, per class of problem (docs/DATASETS.md lists them for users):
+
+- **Kind of value.** A frame number is a whole number: an integer cell, a number cell with no
+  fraction, or a text cell of digits only. Text, fractions, true/false, dates, Excel errors
+  (``#N/A``), negative numbers (except SAMM's apex -1, "not annotated") and numbers beyond
+  :data:`vrme.frames.MAX_FRAME_NUMBER` are refused. Names (Subject, Filename, Type, emotion)
+  are text or whole numbers written as digits; true/false, dates and errors are refused.
+- **Formulas.** A formula cell is read through the value the spreadsheet program saved with it;
+  one with no saved value (a file written by a program that does not compute formulas) is
+  refused, naming the formula.
+- **Merged cells.** A name column (Subject; CAS(ME)^3 Filename and emotion; SAMM Type and
+  Estimated Emotion) merged down over several rows is read as meant: its value for each row,
+  with one note per merged range. Any other merge that covers a read cell (a frame column, or
+  cells merged across columns) makes those rows refused.
+- **Sheets.** The labels are the one sheet whose first 50 rows hold the header row; if that is
+  not the first sheet, a note says so. No such sheet, or several, is an error listing the
+  sheets. A data row that repeats the header is skipped if its columns are in the same order,
+  an error otherwise. Hidden rows are read like the others, with a note.
+- **Repeats.** Rows describing the same event (same subject, video, onset and offset; for SAMM
+  also the same Filename and Type) identically: the first is kept, the others are skipped as
+  duplicates. Described differently (another emotion, apex or type): a contradiction, every
+  one of those rows is skipped naming the others, none is used.
 """
 
 from __future__ import annotations
 
-import math
+import datetime as _dt
 import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vrme.errors import LabelError
+from vrme.frames import MAX_FRAME_NUMBER
 
 EVENT_COLUMNS = [
     "subject",
@@ -31,25 +59,36 @@ EVENT_COLUMNS = [
     "emotion_raw",
     "emotion",
     "source_file",
+    "source_sheet",
     "source_row",
 ]
+
+HEADER_SEARCH_ROWS = 50
+"""The header row is looked for in the first this many rows of each sheet."""
 
 
 @dataclass
 class Issue:
     """One line of ``skipped.csv``: an item left out (or kept with a note) and why."""
 
-    kind: str  # label | video | frames | window
+    kind: str  # label | video | frames
     file: str = ""
+    sheet: str = ""
     row: int | None = None  # 1-based spreadsheet row as Excel shows it
+    column: str = ""  # spreadsheet column letter(s), e.g. "C" or "C, E"
     subject: str = ""
     video: str = ""
     item: str = ""
     reason: str = ""
-    action: str = "skipped"  # skipped | kept | filled
+    action: str = "skipped"  # skipped | kept | filled | ignored
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def with_changes(base: Issue, **changes: Any) -> Issue:
+    """A copy of ``base`` with some fields changed."""
+    return Issue(**{**base.as_dict(), **changes})
 
 
 _SAFE_NAME = re.compile(r"^[^/\\\x00]+$")
@@ -65,127 +104,479 @@ def fold_id_casme3(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
-def cell_text(value: Any) -> str:
-    """A spreadsheet cell as text: integral floats lose their '.0', None becomes ''."""
-    if value is None:
+def normalize_header(value: Any) -> str:
+    """A header cell as a column key: text with runs of white space (non-breaking spaces and
+    line breaks included) made one space, trimmed, case folded; '' for anything else."""
+    if not isinstance(value, str):
         return ""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if value.is_integer():
-            return str(int(value))
-    return str(value).strip()
+    return " ".join(value.split()).casefold()
 
 
-def parse_frame(value: Any) -> int | None:
-    """A frame-number cell as int, or None if it is not an integer."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    text = str(value).strip()
-    if re.fullmatch(r"[+-]?\d+(\.0+)?", text):
-        return int(float(text))
+# -- the workbook file ------------------------------------------------------------------------
+
+
+def check_workbook_file(path: Path) -> None:
+    """Refuse, with what the file is instead, anything that is not an .xlsx workbook: a missing
+    file or a folder, an empty file, a CSV or other text file renamed .xlsx, an old .xls or a
+    password-protected workbook, an OpenDocument spreadsheet, another zip archive, a truncated
+    zip."""
+    if path.is_dir():
+        raise LabelError(f"label spreadsheet {path} is a folder, not an .xlsx file")
+    if not path.is_file():
+        raise LabelError(f"label spreadsheet not found: {path}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise LabelError(f"{path}: an empty file (0 bytes), not an .xlsx workbook")
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+                mimetype = z.read("mimetype")[:80] if "mimetype" in names else b""
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise LabelError(f"{path}: a damaged .xlsx file (its zip archive is truncated or "
+                             f"corrupt: {exc}); save it again from the spreadsheet program"
+                             ) from None
+        if "xl/workbook.xml" not in names:
+            if mimetype.startswith(b"application/vnd.oasis.opendocument"):
+                raise LabelError(f"{path}: an OpenDocument spreadsheet (.ods), not an .xlsx "
+                                 "workbook: save it as .xlsx")
+            raise LabelError(f"{path}: a zip archive but not an Excel workbook (no "
+                             "xl/workbook.xml inside)")
+        return
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise LabelError(f"{path}: an Excel 97-2003 (.xls) file or a password-protected "
+                         "workbook, not an .xlsx workbook: save it, without a password, as .xlsx")
+    text = head.decode("utf-8-sig", errors="replace")  # the 4 KiB may end inside a character
+    is_text = "\x00" not in text and text.count("\ufffd") <= max(1, len(text) // 100)
+    first = text.splitlines()[0] if text.strip() else ""
+    if is_text:
+        raise LabelError(f"{path}: a text file (CSV?) named like a workbook, first line "
+                         f"{first[:60]!r}: open it in a spreadsheet program and save it as .xlsx")
+    raise LabelError(f"{path}: not an .xlsx workbook (neither a zip archive nor text)")
+
+
+# -- cells ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One read cell: its saved value, its coordinate, the formula it holds (if any) and the
+    merged range covering it (``merged``; ``filled`` when its value was taken from the range's
+    first cell because the column may be filled down)."""
+
+    value: Any
+    coord: str
+    error: bool = False  # an Excel error value such as #N/A
+    formula: str | None = None
+    merged: str | None = None
+    filled: bool = False
+
+    @property
+    def column(self) -> str:
+        return re.sub(r"\d+", "", self.coord)
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _kind_problem(cell: Cell, name: str) -> str | None:
+    """What makes a cell unreadable whatever its column (error, formula without value,
+    a merge that cannot be read as meant), or None."""
+    if cell.merged and not cell.filled:
+        return f"the cells {cell.merged} are merged: unmerge them and write a value in each cell"
+    if cell.error:
+        return f"column '{name}' holds the Excel error {cell.value}"
+    if _is_blank(cell.value) and cell.formula:
+        return (f"column '{name}' holds the formula {cell.formula!r} with no saved value (the "
+                "file was written by a program that does not compute formulas): open and save it "
+                "in a spreadsheet program, or type the value")
+    if isinstance(cell.value, bool):
+        return f"column '{name}' is {str(cell.value).upper()} (a true/false cell)"
+    if isinstance(cell.value, (_dt.datetime, _dt.date, _dt.time, _dt.timedelta)):
+        return (f"column '{name}' is a date or time ({cell.value}): the cell is formatted as a "
+                "date; format the column as Number or Text")
     return None
+
+
+def cell_text(cell: Cell, name: str) -> tuple[str, str | None]:
+    """A name cell as text (whole numbers as their digits, spaces around trimmed) and the
+    problem that prevents reading it, if any."""
+    problem = _kind_problem(cell, name)
+    if problem:
+        return "", problem
+    v = cell.value
+    if v is None:
+        return "", None
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return "", f"column '{name}' is {v}, not a name"
+        if v.is_integer():
+            return str(int(v)), None
+    return str(v).strip(), None
+
+
+_DIGITS = re.compile(r"^-?\d+$")
+
+
+def cell_frame(cell: Cell, name: str,
+               allowed_negative: Sequence[int] = ()) -> tuple[int | None, str | None]:
+    """A frame-number cell as int, or the problem: empty, not whole, of the wrong kind, out of
+    range, negative (unless in ``allowed_negative``, e.g. SAMM's apex -1)."""
+    problem = _kind_problem(cell, name)
+    if problem:
+        return None, problem
+    v = cell.value
+    if _is_blank(v):
+        return None, f"column '{name}' is empty"
+    if isinstance(v, int):
+        n = v
+    elif isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")) or not v.is_integer():
+            return None, f"column '{name}' is not an integer frame number: {v!r}"
+        if abs(v) > MAX_FRAME_NUMBER:
+            return None, (f"column '{name}' is {v:.6g}, out of range (frame numbers go up to "
+                          f"{MAX_FRAME_NUMBER:,})")
+        n = int(v)
+    elif isinstance(v, str):
+        text = v.strip()
+        if not _DIGITS.match(text):
+            return None, f"column '{name}' is not an integer frame number: {v!r} (text)"
+        if len(text.lstrip("-")) > 12:
+            return None, f"column '{name}' is {text}, out of range (frame numbers go up to " \
+                         f"{MAX_FRAME_NUMBER:,})"
+        n = int(text)
+    else:
+        return None, f"column '{name}' is {v!r} ({type(v).__name__}), not a frame number"
+    if n > MAX_FRAME_NUMBER:
+        return None, (f"column '{name}' is {n}, out of range (frame numbers go up to "
+                      f"{MAX_FRAME_NUMBER:,})")
+    if n < 0 and n not in allowed_negative:
+        return None, f"column '{name}' is negative ({n}), not a frame number"
+    return n, None
+
+
+# -- sheets -----------------------------------------------------------------------------------
 
 
 @dataclass
 class Sheet:
-    """The rows of a spreadsheet below its header row, with their 1-based Excel row numbers."""
+    """The label table of a spreadsheet: its sheet, header row, the read columns and the data
+    rows below the header (1-based Excel row numbers), and notes about the sheet itself."""
 
     path: Path
+    name: str
     header_row: int
-    columns: list[str]
-    rows: list[tuple[int, dict[str, Any]]]
+    columns: dict[str, int]  # column key (normalized header) -> 1-based column index
+    titles: dict[str, str]  # column key -> the header as written
+    rows: list[tuple[int, dict[str, Cell]]]
+    notes: list[Issue] = field(default_factory=list)
+
+    def letter(self, key: str) -> str:
+        from openpyxl.utils import get_column_letter
+
+        return get_column_letter(self.columns[key])
 
 
-def read_sheet(
-    path: str | os.PathLike[str], required: Iterable[str], sheet: str | int = 0
-) -> Sheet:
-    """Read a label spreadsheet, finding the header row (the first row holding every required
-    column name; names compared case-insensitively, spaces trimmed) below any preamble.
+def _find_header(rows: Sequence[Sequence[Any]], want: set[str]) -> tuple[int | None, int, int]:
+    """(header row number or None, best partial row, how many wanted names it has)."""
+    best_row, best_n = 0, -1
+    for i, row in enumerate(rows[:HEADER_SEARCH_ROWS], start=1):
+        names = {normalize_header(v) for v in row}
+        n = len(want & names)
+        if n == len(want):
+            return i, i, n
+        if n > best_n:
+            best_row, best_n = i, n
+    return None, best_row, best_n
 
-    Raises :class:`LabelError` naming the file and the missing columns.
-    """
+
+def _sheet_list(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
+               fillable: Iterable[str] = ()) -> Sheet:
+    """Read the label table of a spreadsheet: find the sheet and header row holding every
+    ``required`` column (names compared after :func:`normalize_header`), and the ``required``
+    cells of every row below it. ``fillable`` columns may be merged down over rows (read as
+    meant, noted). See the module docstring for every rule. Raises :class:`LabelError`."""
     import openpyxl
+    from openpyxl.utils import get_column_letter
 
     path = Path(path)
     required = list(required)
-    if not path.is_file():
-        raise LabelError(f"label spreadsheet not found: {path}")
+    keys = [normalize_header(c) for c in required]
+    want = set(keys)
+    fill = {normalize_header(c) for c in fillable}
+    check_workbook_file(path)
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        wb = openpyxl.load_workbook(path, data_only=True)
+        wbf = openpyxl.load_workbook(path, data_only=False)
     except Exception as exc:  # openpyxl raises many kinds for a corrupt file
-        raise LabelError(f"{path}: cannot read spreadsheet ({type(exc).__name__}: {exc})") from exc
-    try:
-        ws = wb.worksheets[sheet] if isinstance(sheet, int) else wb[sheet]
-        all_rows = list(ws.iter_rows(values_only=True))
-    finally:
-        wb.close()
-    want = {c.lower() for c in required}
-    best: tuple[int, list[str]] | None = None
-    for i, row in enumerate(all_rows[:50], start=1):
-        names = [cell_text(v) for v in row]
-        lowered = {n.lower() for n in names if n}
-        if "subject" in lowered and (best is None or len(want & lowered) > len(want & best[1])):
-            best = (i, [n.lower() for n in names])
-        if want <= lowered:
-            header_row, header = i, names
-            break
-    else:
-        if best is None:
+        raise LabelError(f"{path}: cannot read spreadsheet ({type(exc).__name__}: {exc})") from None
+
+    found: list[tuple[Any, int]] = []
+    partial: list[tuple[str, int, int]] = []
+    for ws in wb.worksheets:
+        top = [[c.value for c in row] for row in ws.iter_rows(max_row=HEADER_SEARCH_ROWS)]
+        hdr, best, n = _find_header(top, want)
+        if hdr is not None:
+            found.append((ws, hdr))
+        else:
+            partial.append((ws.title, best, n))
+    titles = [ws.title for ws in wb.worksheets]
+    if not found:
+        name, best, n = max(partial, key=lambda p: p[2]) if partial else ("", 0, 0)
+        if n <= 0:
             raise LabelError(
-                f"{path}: no header row found (looked for a row with the columns "
-                f"{', '.join(required)} in the first 50 rows)"
-            )
-        missing = [c for c in required if c.lower() not in set(best[1])]
+                f"{path}: no header row found: no sheet ({_sheet_list(titles)}) has a row with "
+                f"the columns {', '.join(required)} in its first {HEADER_SEARCH_ROWS} rows")
+        ws = wb[name]
+        header_names = {normalize_header(c.value) for c in ws[best]}
+        missing = [c for c, k in zip(required, keys) if k not in header_names]
+        sheets = f" of sheet {name!r}" + (
+            f" (the closest match; sheets: {_sheet_list(titles)})" if len(titles) > 1 else "")
         raise LabelError(
-            f"{path}: column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)} "
-            f"missing from the header in row {best[0]}"
-        )
-    keys = [h.lower() for h in header]
-    rows: list[tuple[int, dict[str, Any]]] = []
-    for i, row in enumerate(all_rows[header_row:], start=header_row + 1):
-        if all(v is None or cell_text(v) == "" for v in row):
+            f"{path}: column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} missing from the header in row {best}{sheets}")
+    if len(found) > 1:
+        where = ", ".join(f"{ws.title!r} (row {r})" for ws, r in found)
+        raise LabelError(f"{path}: several sheets hold a label table with the columns "
+                         f"{', '.join(required)}: {where}; keep one sheet, or put all rows on one")
+    ws, header_row = found[0]
+    wsf = wbf[ws.title]
+    fname = path.name
+    notes: list[Issue] = []
+    if ws is not wb.worksheets[0]:
+        notes.append(Issue(kind="label", file=fname, sheet=ws.title, row=header_row,
+                           reason=f"labels read from sheet {ws.title!r}: the first sheet "
+                                  f"{titles[0]!r} has no header row with "
+                                  f"{', '.join(required)}", action="kept"))
+
+    header_cells = list(ws[header_row])
+    positions: dict[str, list[int]] = {}
+    for c in header_cells:
+        k = normalize_header(c.value)
+        if k in want:
+            positions.setdefault(k, []).append(c.column)
+    for req, k in zip(required, keys):
+        if len(positions[k]) > 1:
+            letters = " and ".join(get_column_letter(i) for i in positions[k])
+            raise LabelError(f"{path}: sheet {ws.title!r}, row {header_row}: the header {req!r} "
+                             f"appears in columns {letters}; rename or delete all but one")
+    columns = {k: positions[k][0] for k in keys}
+    col_titles = {k: str(ws.cell(header_row, columns[k]).value).strip() for k in keys}
+    by_index = {i: k for k, i in columns.items()}
+
+    # Merged ranges that reach a read cell below the header.
+    merged: dict[tuple[int, int], tuple[str, bool]] = {}
+    for rng in ws.merged_cells.ranges:
+        if rng.max_row <= header_row:
             continue
-        record = {keys[j]: row[j] for j in range(min(len(keys), len(row))) if keys[j]}
-        rows.append((i, record))
-    return Sheet(path=path, header_row=header_row, columns=header, rows=rows)
+        cols = [i for i in range(rng.min_col, rng.max_col + 1) if i in by_index]
+        if not cols or (rng.min_row == rng.max_row and cols == [rng.min_col]):
+            continue  # no read cell, or one read cell holding the value (the rest unread)
+        text = rng.coord
+        top_value = ws.cell(rng.min_row, rng.min_col).value
+        can_fill = (rng.min_col == rng.max_col and rng.min_row > header_row
+                    and by_index[rng.min_col] in fill and not _is_blank(top_value))
+        for r in range(max(rng.min_row, header_row + 1), rng.max_row + 1):
+            for i in cols:
+                merged[(r, i)] = (text, can_fill)
+        if can_fill:
+            k = by_index[rng.min_col]
+            notes.append(Issue(
+                kind="label", file=fname, sheet=ws.title, row=rng.min_row,
+                column=get_column_letter(rng.min_col), item=text,
+                reason=f"'{col_titles[k]}' is one cell merged over rows {rng.min_row}-"
+                       f"{rng.max_row}: its value {top_value!r} is read for each of these rows",
+                action="kept"))
+
+    rows: list[tuple[int, dict[str, Cell]]] = []
+    header_keys = [normalize_header(c.value) for c in header_cells]
+    for row in ws.iter_rows(min_row=header_row + 1):
+        if not row:
+            continue
+        r = row[0].row
+        values = [c.value for c in row]
+        if all(_is_blank(v) for v in values) and not any((r, i) in merged for i in by_index):
+            continue
+        names = [normalize_header(v) for v in values]
+        if want <= set(names):
+            same = all(i - 1 < len(names) and names[i - 1] == k for k, i in columns.items())
+            if not same:
+                moved = next(k for k, i in columns.items()
+                             if i - 1 >= len(names) or names[i - 1] != k)
+                raise LabelError(
+                    f"{path}: sheet {ws.title!r}, row {r} repeats the header with the columns "
+                    f"in another order ({col_titles[moved]!r} is not in column "
+                    f"{get_column_letter(columns[moved])} as in row {header_row}): put the "
+                    "rows under one header, or the columns in the same order")
+            notes.append(Issue(kind="label", file=fname, sheet=ws.title, row=r,
+                               reason=f"repeats the header row {header_row} (not a label row)"))
+            continue
+        cells: dict[str, Cell] = {}
+        for k, i in columns.items():
+            c = ws.cell(r, i)
+            value = c.value
+            m = merged.get((r, i))
+            filled = False
+            if m is not None and m[1]:
+                first = ws[m[0].split(":")[0]]
+                value, filled = first.value, True
+            formula = None
+            if _is_blank(value):
+                fv = wsf.cell(r, i).value
+                if fv is not None and not isinstance(fv, str):
+                    formula = str(getattr(fv, "text", fv))
+                elif isinstance(fv, str) and fv.startswith("="):
+                    formula = fv
+            cells[k] = Cell(value=value, coord=f"{get_column_letter(i)}{r}",
+                            error=c.data_type == "e", formula=formula,
+                            merged=m[0] if m else None, filled=filled)
+        if all(_is_blank(cell.value) and not cell.formula and not cell.merged
+               for cell in cells.values()):
+            others = [header_keys[j] or get_column_letter(j + 1) for j, v in enumerate(values)
+                      if not _is_blank(v) and j < len(header_keys)]
+            others_t = ", ".join(others) or "columns without a header"
+            notes.append(Issue(kind="label", file=fname, sheet=ws.title, row=r,
+                               reason=f"no label in this row (only {others_t} filled)"))
+            continue
+        if ws.row_dimensions[r].hidden:
+            notes.append(Issue(kind="label", file=fname, sheet=ws.title, row=r,
+                               reason="the row is hidden in the spreadsheet; it is read like "
+                                      "any other row", action="kept"))
+        rows.append((r, cells))
+    wb.close()
+    wbf.close()
+    return Sheet(path=path, name=ws.title, header_row=header_row, columns=columns,
+                 titles=col_titles, rows=rows, notes=notes)
 
 
-def _frames_or_issue(
-    record: Mapping[str, Any], cols: Mapping[str, str], base: Issue
-) -> tuple[dict[str, int | None], Issue | None]:
-    """Parse the onset/apex/offset cells of a row; an Issue if one is not an integer."""
-    out: dict[str, int | None] = {}
-    for key, col in cols.items():
-        value = record.get(col.lower())
-        n = parse_frame(value)
-        if n is None:
-            issue = Issue(**{**base.as_dict(), "item": f"{col}={cell_text(value)!r}"})
-            issue.reason = f"column '{col}' is not an integer frame number: {cell_text(value)!r}"
-            return out, issue
-        out[key] = n
-    return out, None
+class _Row:
+    """Reads the cells of one row, collecting every problem (column letter, reason)."""
+
+    def __init__(self, sheet: Sheet, cells: Mapping[str, Cell]):
+        self.sheet, self.cells = sheet, cells
+        self.problems: list[tuple[str, str]] = []
+
+    def _cell(self, key: str) -> Cell:
+        return self.cells[key]
+
+    def _add(self, cell: Cell, problem: str) -> None:
+        if (cell.column, problem) not in self.problems and not (
+                cell.merged and any(p == problem for _, p in self.problems)):
+            self.problems.append((cell.column, problem))
+
+    def text(self, key: str, *, required: bool = True) -> str:
+        cell = self._cell(key)
+        text, problem = cell_text(cell, self.sheet.titles[key])
+        if problem is None and required and not text:
+            problem = f"column '{self.sheet.titles[key]}' is empty"
+        if problem:
+            self._add(cell, problem)
+        return text
+
+    def name(self, key: str) -> str:
+        """A text cell naming a folder: a plain name (no path separator, not '..')."""
+        text = self.text(key)
+        if text and not safe_name(text):
+            self.problems.append((self._cell(key).column,
+                                  f"column '{self.sheet.titles[key]}': {text!r} is not a plain "
+                                  "folder name (refused: it could point outside the dataset "
+                                  "root)"))
+        return text
+
+    def frame(self, key: str, allowed_negative: Sequence[int] = ()) -> int | None:
+        cell = self._cell(key)
+        n, problem = cell_frame(cell, self.sheet.titles[key], allowed_negative)
+        if problem:
+            self._add(cell, problem)
+        return n
+
+    def problem(self, key: str, reason: str) -> None:
+        self.problems.append((self._cell(key).column, reason))
+
+    def issue(self, base: Issue) -> Issue:
+        cols = list(dict.fromkeys(c for c, _ in self.problems))
+        merged = {c.column for c in self.cells.values() if c.merged and not c.filled}
+        cols += [c for c in sorted(merged) if c not in cols]
+        return with_changes(base, column=", ".join(cols),
+                            reason="; ".join(dict.fromkeys(p for _, p in self.problems)))
 
 
-def _checked_frames(record: Mapping[str, Any], base: Issue, subject: str, video: str,
-                    issues: list[Issue]) -> dict[str, int | None] | None:
-    """Onset/apex/offset of a row whose subject and video are plain names; otherwise None with
-    the reason appended to ``issues`` (a name with a path separator or '..' is refused: a label
-    file must not be able to point outside the dataset root)."""
-    if not (safe_name(subject) and safe_name(video)):
-        issues.append(_with(base, reason="subject/video is not a plain folder name (refused: it "
-                                         "could point outside the dataset root)"))
-        return None
-    frames, bad = _frames_or_issue(
-        record, {"onset": "Onset", "apex": "Apex", "offset": "Offset"}, base)
-    if bad:
-        issues.append(bad)
-        return None
-    return frames
+# -- repeated and contradictory rows ----------------------------------------------------------
+
+
+def _rows_text(rows: Sequence[int]) -> str:
+    return ("row " if len(rows) == 1 else "rows ") + ", ".join(str(r) for r in rows)
+
+
+def drop_repeats(events: list[dict[str, Any]], key_sets: Sequence[tuple[Sequence[str],
+                                                                        Sequence[str]]],
+                 describe: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[Issue]]:
+    """Rows that describe the same event: for each (key columns, description columns) pair,
+    rows with equal keys are one event. All described alike: the first row is kept, the others
+    are skipped as "duplicate of row N". Described differently: a contradiction, every row of
+    the event is skipped naming the others and what differs, none is used."""
+    contradicted: dict[int, str] = {}
+    duplicate: dict[int, int] = {}
+    for key_cols, desc_cols in key_sets:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, e in enumerate(events):
+            groups.setdefault(tuple(e[c] for c in key_cols), []).append(i)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            descs = [tuple(events[i][c] for c in desc_cols) for i in members]
+            if len(set(descs)) == 1:
+                for i in members[1:]:
+                    duplicate.setdefault(i, events[members[0]]["source_row"])
+                continue
+            for i in members:
+                e = events[i]
+                others = [j for j in members if j != i]
+                differs = next(j for j in others
+                               if tuple(events[j][c] for c in desc_cols) != descs[members.index(i)])
+                what = [f"{describe.get(c, c)} {_show(e[c])} here, {_show(events[differs][c])} "
+                        f"in row {events[differs]['source_row']}"
+                        for c in desc_cols if e[c] != events[differs][c]]
+                key_text = ", ".join(f"{describe.get(c, c)} {_show(e[c])}" for c in key_cols)
+                contradicted.setdefault(i, (
+                    f"contradicts {_rows_text([events[j]['source_row'] for j in others])}: the "
+                    f"same event ({key_text}) with {'; '.join(what)}; none of these rows is "
+                    "used"))
+    kept: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    for i, e in enumerate(events):
+        base = Issue(kind="label", file=e["source_file"], sheet=e.get("source_sheet", ""),
+                     row=e["source_row"], subject=e["subject_dir"], video=e["video"],
+                     item=f"{e['onset']}-{e['offset']}")
+        if i in contradicted:
+            issues.append(with_changes(base, reason=contradicted[i]))
+        elif i in duplicate:
+            issues.append(with_changes(base, reason=f"duplicate of row {duplicate[i]}"))
+        else:
+            kept.append(e)
+    return kept, issues
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+# -- CAS(ME)^3 --------------------------------------------------------------------------------
+
+CASME3_COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "emotion"]
+_DESCRIBE = {"subject_dir": "subject", "video": "video", "onset": "onset", "offset": "offset",
+             "apex": "apex", "emotion_raw": "emotion", "type": "type", "event_id": "Filename",
+             "type_raw": "Type"}
 
 
 def read_casme3_labels(
@@ -195,56 +586,60 @@ def read_casme3_labels(
     Subject, Filename, Onset, Apex, Offset, AU, Objective class, emotion).
 
     Every row is a micro-expression. Frame numbers are the jpg numbers (original numbering).
+    ``Subject`` and ``Filename`` name the folder ``data/<Subject>/<Filename>/`` exactly.
     Returns (events with :data:`EVENT_COLUMNS`, issues).
     """
-    sheet = read_sheet(path, ["Subject", "Filename", "Onset", "Apex", "Offset", "emotion"])
+    sheet = read_sheet(path, CASME3_COLUMNS, fillable=["Subject", "Filename", "emotion"])
     events: list[dict[str, Any]] = []
-    issues: list[Issue] = []
+    issues: list[Issue] = list(sheet.notes)
     fname = sheet.path.name
-    for row_no, rec in sheet.rows:
-        subject_dir = cell_text(rec.get("subject"))
-        video = cell_text(rec.get("filename"))
-        base = Issue(kind="label", file=fname, row=row_no, subject=subject_dir, video=video)
-        if not subject_dir or not video:
-            issues.append(_with(base, reason="empty Subject or Filename"))
+    for row_no, cells in sheet.rows:
+        r = _Row(sheet, cells)
+        subject_dir, video = r.name("subject"), r.name("filename")
+        onset, apex, offset = r.frame("onset"), r.frame("apex"), r.frame("offset")
+        raw = r.text("emotion").lower()
+        base = Issue(kind="label", file=fname, sheet=sheet.name, row=row_no,
+                     subject=subject_dir, video=video)
+        if r.problems:
+            issues.append(r.issue(base))
             continue
-        frames = _checked_frames(rec, base, subject_dir, video, issues)
-        if frames is None:
-            continue
-        raw = cell_text(rec.get("emotion")).lower()
-        events.append(
-            dict(
-                subject=fold_id_casme3(subject_dir),
-                subject_dir=subject_dir,
-                video=video,
-                onset=frames["onset"],
-                apex=frames["apex"],
-                offset=frames["offset"],
-                type="micro",
-                emotion_raw=raw,
-                emotion=emotion_map.get(raw),
-                source_file=fname,
-                source_row=row_no,
-            )
-        )
-    return _frame(events), issues
+        events.append(dict(subject=fold_id_casme3(subject_dir), subject_dir=subject_dir,
+                           video=video, onset=onset, apex=apex, offset=offset, type="micro",
+                           emotion_raw=raw, emotion=emotion_map.get(raw), source_file=fname,
+                           source_sheet=sheet.name, source_row=row_no))
+    events, more = drop_repeats(
+        events, [(("subject_dir", "video", "onset", "offset"), ("apex", "emotion_raw"))],
+        _DESCRIBE)
+    return _frame(events), issues + more
 
+
+# -- SAMM-LV ----------------------------------------------------------------------------------
 
 SAMM_RELEASE_COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "Type"]
 SAMM_FACS_COLUMNS = ["Subject", "Filename", "Micro", "Estimated Emotion"]
+_SAMM_FILENAME = re.compile(r"^([^_]+)_([^_]+)_([^_]+)$")
 
 
 def samm_video_of(filename: str) -> tuple[str, str] | None:
-    """SAMM event Filename '006_1_3' -> (subject '006', video '006_1'); None if malformed."""
-    parts = filename.split("_")
-    if len(parts) < 2 or not parts[0] or not parts[1]:
+    """SAMM event Filename '006_1_3' -> (subject '006', video '006_1'); None unless it is
+    exactly three non-empty parts joined by '_'."""
+    m = _SAMM_FILENAME.match(filename)
+    if not m:
         return None
-    return parts[0], f"{parts[0]}_{parts[1]}"
+    return m.group(1), f"{m.group(1)}_{m.group(2)}"
 
 
-def is_micro_type(value: str) -> bool:
-    """SAMM 'Type': 'Micro - 1/2' (and other 'Micro...') mark a micro-expression."""
-    return value.strip().lower().startswith("micro")
+def samm_type(value: str) -> str | None:
+    """SAMM 'Type': 'Micro - 1/2' (any 'Micro...') -> 'micro', 'Macro...' -> 'macro', else
+    None."""
+    v = value.strip().lower()
+    return "micro" if v.startswith("micro") else "macro" if v.startswith("macro") else None
+
+
+def _same_subject(cell: str, from_filename: str) -> bool:
+    if cell == from_filename:
+        return True
+    return cell.isdigit() and from_filename.isdigit() and int(cell) == int(from_filename)
 
 
 def read_samm_labels(
@@ -259,84 +654,126 @@ def read_samm_labels(
     their emotion from ``SAMM_Micro_FACS_Codes_v2.xlsx`` (column 'Estimated Emotion', joined on
     Filename and the 'Micro' column). Apex -1 means "not annotated" (kept, apex null); offset 0
     means "use the apex"; onset 0 rows are dropped when ``drop_onset_zero`` (as the reference).
-    Subject codes stay zero-padded strings taken from the Filename ('006_1_3' -> '006').
+    ``Filename`` is ``<subject>_<video>_<event>`` and names the folder
+    ``SAMM_longvideos/<subject>_<video>/`` exactly; the ``Subject`` cell must agree with it
+    (``6`` and ``006`` agree). Subject codes stay zero-padded strings taken from the Filename.
     """
-    release = read_sheet(release_path, SAMM_RELEASE_COLUMNS)
-    facs = read_sheet(facs_path, SAMM_FACS_COLUMNS)
+    release = read_sheet(release_path, SAMM_RELEASE_COLUMNS, fillable=["Subject", "Type"])
+    facs = read_sheet(facs_path, SAMM_FACS_COLUMNS,
+                      fillable=["Subject", "Micro", "Estimated Emotion"])
     rel_name, facs_name = release.path.name, facs.path.name
+    issues: list[Issue] = list(release.notes) + list(facs.notes)
 
-    emotions: dict[tuple[str, str], tuple[str, int]] = {}
-    issues: list[Issue] = []
-    for row_no, rec in facs.rows:
-        key = (cell_text(rec.get("filename")), cell_text(rec.get("micro")).lower())
-        if key in emotions:
-            issues.append(
-                Issue(kind="label", file=facs_name, row=row_no, item=key[0],
-                      reason=f"duplicate (Filename, Micro) of row {emotions[key][1]}; first kept")
-            )
+    # Emotions: (Filename, Micro) -> rows; rows that disagree make the key unusable.
+    by_key: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    facs_skipped: dict[tuple[str, str], str] = {}
+    for row_no, cells in facs.rows:
+        r = _Row(facs, cells)
+        filename, micro = r.text("filename"), r.text("micro")
+        emotion = r.text("estimated emotion")
+        base = Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no, item=filename)
+        key = (filename, micro.lower())
+        if r.problems:
+            issues.append(r.issue(base))
+            if filename and micro:
+                facs_skipped.setdefault(key, f"its row {row_no} in {facs_name} was skipped "
+                                             f"({r.problems[0][1]})")
             continue
-        emotions[key] = (cell_text(rec.get("estimated emotion")), row_no)
+        by_key.setdefault(key, []).append((row_no, emotion))
+    emotions: dict[tuple[str, str], tuple[str, int] | str] = {}
+    for key, rows in by_key.items():
+        distinct = {e.lower() for _, e in rows}
+        if len(distinct) == 1:
+            emotions[key] = (rows[0][1], rows[0][0])
+            for row_no, _ in rows[1:]:
+                issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
+                                    item=key[0], reason=f"duplicate (Filename, Micro) of row "
+                                                        f"{rows[0][0]}"))
+            continue
+        listing = ", ".join(f"{e!r} in row {n}" for n, e in rows)
+        emotions[key] = (f"{facs_name} gives contradictory emotions for Filename {key[0]!r}, "
+                         f"Micro {key[1]!r}: {listing}")
+        for row_no, _ in rows:
+            issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
+                                item=key[0], reason=f"contradiction: {listing} for the same "
+                                                    "(Filename, Micro); none is used"))
 
     events: list[dict[str, Any]] = []
-    for row_no, rec in release.rows:
-        filename = cell_text(rec.get("filename"))
-        type_raw = cell_text(rec.get("type"))
-        base = Issue(kind="label", file=rel_name, row=row_no, item=filename)
+    used: set[tuple[str, str]] = set()
+    for row_no, cells in release.rows:
+        r = _Row(release, cells)
+        filename = r.name("filename")
+        subject_cell = r.text("subject", required=False)
+        type_raw = r.text("type")
+        onset = r.frame("onset")
+        apex = r.frame("apex", allowed_negative=(-1,))
+        offset = r.frame("offset")
+        base = Issue(kind="label", file=rel_name, sheet=release.name, row=row_no, item=filename)
         sv = samm_video_of(filename) if filename else None
-        if sv is None:
-            issues.append(_with(base, reason=f"Filename {filename!r} is not <subject>_<video>_<n>"))
+        if filename and sv is None:
+            r.problem("filename", f"'Filename' {filename!r} is not <subject>_<video>_<event>")
+        if sv is not None:
+            base.subject, base.video = sv
+            if subject_cell and not _same_subject(subject_cell, sv[0]):
+                r.problem("subject", f"'Subject' is {subject_cell!r} but 'Filename' {filename!r} "
+                                     f"belongs to subject {sv[0]!r}")
+        kind = samm_type(type_raw) if type_raw else None
+        if type_raw and kind is None:
+            r.problem("type", f"'Type' {type_raw!r} is neither Micro nor Macro")
+        if r.problems:
+            issues.append(r.issue(base))
             continue
+        assert sv is not None and onset is not None and offset is not None and kind is not None
         subject, video = sv
-        base.subject, base.video = subject, video
-        frames = _checked_frames(rec, base, subject, video, issues)
-        if frames is None:
-            continue
-        onset, apex, offset = frames["onset"], frames["apex"], frames["offset"]
         if apex == -1:
             apex = None
-            issues.append(_with(base, reason="apex -1: not annotated (apex left empty)",
-                                action="kept"))
+            issues.append(with_changes(base, reason="apex -1: not annotated (apex left empty)",
+                                       action="kept"))
         if offset == 0:
             if apex is None:
-                issues.append(_with(base, reason="offset 0 and apex not annotated: no end frame"))
+                issues.append(with_changes(base, reason="offset 0 and apex not annotated: no "
+                                                        "end frame"))
                 continue
             offset = apex
-            issues.append(_with(base, reason="offset 0: the apex is used as offset", action="kept"))
+            issues.append(with_changes(base, reason="offset 0: the apex is used as offset",
+                                       action="kept"))
         if onset == 0 and drop_onset_zero:
-            issues.append(_with(base, reason="onset 0 (dropped as the reference loader does; "
-                                             "set dataset.drop_onset_zero: false to keep)"))
+            issues.append(with_changes(base, reason="onset 0 (dropped as the reference loader "
+                                                    "does; set dataset.drop_onset_zero: false "
+                                                    "to keep)"))
             continue
-        micro = is_micro_type(type_raw)
-        raw_emotion = ""
-        emotion: str | None = None
-        if micro:
-            hit = emotions.get((filename, type_raw.lower()))
+        raw_emotion, emotion = "", None
+        if kind == "micro":
+            key = (filename, type_raw.lower())
+            used.add(key)
+            hit = emotions.get(key)
             if hit is None:
-                issues.append(_with(base, reason=f"no row with Filename {filename!r} and Micro "
-                                                 f"{type_raw!r} in {facs_name}: no emotion"))
+                why = facs_skipped.get(key, f"no row with Filename {filename!r} and Micro "
+                                            f"{type_raw!r} in {facs_name}")
+                issues.append(with_changes(base, reason=f"no emotion: {why}"))
+                continue
+            if isinstance(hit, str):
+                issues.append(with_changes(base, reason=f"no emotion: {hit}"))
                 continue
             raw_emotion = hit[0].lower()
             emotion = emotion_map.get(raw_emotion)
-        events.append(
-            dict(
-                subject=subject,
-                subject_dir=subject,
-                video=video,
-                onset=onset,
-                apex=apex,
-                offset=offset,
-                type="micro" if micro else "macro",
-                emotion_raw=raw_emotion,
-                emotion=emotion,
-                source_file=rel_name,
-                source_row=row_no,
-            )
-        )
-    return _frame(events), issues
-
-
-def _with(base: Issue, **changes: Any) -> Issue:
-    return Issue(**{**base.as_dict(), **changes})
+        events.append(dict(subject=subject, subject_dir=subject, video=video, onset=onset,
+                           apex=apex, offset=offset, type=kind, emotion_raw=raw_emotion,
+                           emotion=emotion, source_file=rel_name, source_sheet=release.name,
+                           source_row=row_no, event_id=filename, type_raw=type_raw.lower()))
+    for key, rows in by_key.items():
+        if key not in used and not isinstance(emotions[key], str):
+            for row_no, _ in rows[:1]:
+                issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
+                                    item=key[0], reason=f"not used: no micro-expression row of "
+                                                        f"{rel_name} with this Filename and Type "
+                                                        "was read"))
+    events, more = drop_repeats(
+        events,
+        [(("subject_dir", "video", "onset", "offset"), ("apex", "type", "emotion_raw")),
+         (("event_id", "type_raw"), ("onset", "apex", "offset"))],
+        _DESCRIBE)
+    return _frame(events), issues + more
 
 
 def _frame(events: list[dict[str, Any]]) -> pd.DataFrame:

@@ -61,8 +61,11 @@ LABELS_SCHEMA = pa.schema(
     ]
 )
 
-SKIPPED_COLUMNS = ["kind", "file", "row", "subject", "video", "item", "reason", "action"]
-"""Columns of ``skipped.csv``: what was left out (or kept with a note) and why."""
+SKIPPED_COLUMNS = ["kind", "file", "sheet", "row", "column", "subject", "video", "item", "reason",
+                   "action"]
+"""Columns of ``skipped.csv``: what was left out (or kept with a note, or ignored) and why.
+``file``/``sheet``/``row``/``column`` locate a label cell (Excel row and column letter);
+``item`` names the frame files, folder or frame range of a video or frames entry."""
 
 
 def empty_table(schema: pa.Schema) -> pd.DataFrame:

@@ -144,19 +144,23 @@ class StrsResult:
 # Input
 
 
-def read_strs_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_strs_csv(path: str | os.PathLike[str], *, allow_negative: bool = True) -> pd.DataFrame:
     """Read and validate one STRS table (predictions or ground truth) from a CSV file.
 
     Every cell is read as text exactly as written (surrounding spaces removed; blank lines
     skipped), so subjects such as ``001`` keep their leading zeros and are compared as strings.
-    ``onset``/``offset`` become int64 (inclusive frame numbers; negative values are allowed, as
-    the official sample has them). Returns a DataFrame with the columns :data:`COLUMNS` (extra
-    columns dropped) and a RangeIndex in file order.
+    ``onset``/``offset`` become int64 (inclusive frame numbers). Negative frame numbers are
+    refused unless ``allow_negative`` (the official evaluator accepts them and its sample
+    predictions have some; they are then logged as a warning naming the lines); ``vrme strs``
+    refuses them unless ``--allow-negative``. Returns a DataFrame with the columns
+    :data:`COLUMNS` (extra columns dropped) and a RangeIndex in file order.
 
     Raises :class:`~vrme.errors.DataError` naming the file, the line and the column for: a
-    missing or unreadable file, an empty file or one without data rows, a missing column, a row
-    with too many fields, an empty cell (a row with too few fields has empty cells), a frame
-    number that is not an integer, and offset < onset.
+    missing or unreadable file, an empty file or one without data rows, a missing column, a
+    column named twice in the header, a row with too many fields, an empty cell (a row with too
+    few fields has empty cells), a frame number that is not an integer or out of range, a
+    negative frame number (unless allowed) and offset < onset. Several bad rows are reported in
+    file order, in one line.
     """
     path = Path(path)
     try:
@@ -182,6 +186,13 @@ def read_strs_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         ) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    header = _header_fields(path)
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header, start=1):
+        if name in COLUMNS and name in seen:
+            raise DataError(f"{path}: line 1 (header): column {name!r} appears twice (fields "
+                            f"{seen[name]} and {j}); keep one")
+        seen.setdefault(name, j)
     df.columns = [str(c).strip() for c in df.columns]
     for col in df.columns:
         df[col] = df[col].str.strip()
@@ -193,7 +204,22 @@ def read_strs_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
             lines = _data_lines(path)
         return lines[i]
 
-    return validate_strs_table(df, str(path), line_of=line_of)
+    out = validate_strs_table(df, str(path), line_of=line_of, allow_negative=allow_negative)
+    negative = ((out["onset"] < 0) | (out["offset"] < 0)).to_numpy()
+    if negative.any():
+        rows = np.flatnonzero(negative)
+        log.warning("%s: %d row(s) with a negative frame number (first: line %d); scored as "
+                    "written, as the official evaluator does", path, len(rows), line_of(rows[0]))
+    return out
+
+
+def _header_fields(path: Path) -> list[str]:
+    """The header line's field names (spaces trimmed)."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for fields in csv.reader(fh):
+            if fields and any(f.strip() for f in fields):
+                return [f.strip() for f in fields]
+    return []
 
 
 def _data_lines(path: Path) -> list[int]:
@@ -221,8 +247,92 @@ def _data_lines(path: Path) -> list[int]:
     return lines
 
 
+def csv_line_of(path: str | os.PathLike[str]) -> Callable[[int], int]:
+    """``line_of(row)``: the file line of data row ``row`` of a CSV file (read when first
+    needed)."""
+    lines: list[int] = []
+
+    def line_of(i: int) -> int:
+        if not lines:
+            lines.extend(_data_lines(Path(path)))
+        return lines[i]
+
+    return line_of
+
+
+KNOWN_EMOTIONS: tuple[str, ...] = ("negative", "positive", "surprise", "others")
+"""The emotion classes vrme and MEGC use; other values are scored but warned about."""
+
+
+def input_warnings(
+    pred: pd.DataFrame, gt: pd.DataFrame, emotions: Sequence[str] | None = None, *,
+    pred_name: str = "predictions", gt_name: str = "ground truth",
+    pred_line: Callable[[int], int] | None = None, gt_line: Callable[[int], int] | None = None,
+) -> list[str]:
+    """Warnings about validated STRS tables (as :func:`read_strs_csv` returns them) that score
+    without an error but are probably not what was meant, in table order: an emotion outside
+    :data:`KNOWN_EMOTIONS` (with a hint when only case or spaces differ), a row repeated
+    exactly (every copy is one more interval: duplicated ground truth can give more true
+    positives than predictions), one interval given two emotions, a predicted emotion that is
+    neither analysed nor in the ground truth, an analysed emotion (``emotions``) that does not
+    occur in the ground truth. Rows are named by ``*_line(row)`` or their 0-based position."""
+    out: list[str] = []
+
+    def at(line: Callable[[int], int] | None, rows: Sequence[int]) -> str:
+        shown = [f"line {line(int(i))}" if line else f"row {int(i)}" for i in rows[:3]]
+        return ", ".join(shown) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
+
+    for name, df, line in ((pred_name, pred, pred_line), (gt_name, gt, gt_line)):
+        em = df["emotion"].astype(str)
+        for value in pd.unique(em):
+            if value in KNOWN_EMOTIONS:
+                continue
+            rows = np.flatnonzero((em == value).to_numpy())
+            near = " ".join(value.split()).lower()
+            hint = (f": it differs from {near!r} only in case or spaces, and emotions are "
+                    "compared exactly as written" if near in KNOWN_EMOTIONS else
+                    f" (vrme's classes: {', '.join(KNOWN_EMOTIONS)}); it is scored as a class "
+                    "of its own")
+            out.append(f"{name}: emotion {value!r} at {at(line, rows)}{hint}")
+        dup = df.duplicated(subset=list(COLUMNS), keep="first").to_numpy()
+        if dup.any():
+            rows = np.flatnonzero(dup)
+            first = df.loc[:, list(COLUMNS)].astype(str).agg("\x1f".join, axis=1)
+            orig = int(np.flatnonzero((first == first.iat[rows[0]]).to_numpy())[0])
+            out.append(f"{name}: {len(rows)} row(s) repeat an earlier row exactly (first: "
+                       f"{at(line, [rows[0]])} repeats {at(line, [orig])}): every copy is scored "
+                       "as one more interval")
+        key = df.loc[:, ["subject", "video", "onset", "offset"]].astype(str).agg(
+            "\x1f".join, axis=1)
+        clash = df.assign(_k=key).groupby("_k", sort=False)["emotion"].transform("nunique") > 1
+        if clash.any():
+            rows = np.flatnonzero(clash.to_numpy())
+            out.append(f"{name}: the same interval is given different emotions ({at(line, rows)}): "
+                       "each row is scored as a separate interval")
+    gt_em = [str(e) for e in pd.unique(gt["emotion"])]
+    analysed = [str(e) for e in emotions] if emotions is not None else gt_em
+    em = pred["emotion"].astype(str)
+    for value in pd.unique(em):
+        if value not in analysed and value not in gt_em and value in KNOWN_EMOTIONS:
+            rows = np.flatnonzero((em == value).to_numpy())
+            out.append(f"{pred_name}: emotion {value!r} at {at(pred_line, rows)} is not analysed "
+                       f"({', '.join(analysed)}) and not in the ground truth: these predictions "
+                       "can be spotted but never recognised")
+    if emotions is not None:
+        for value in analysed:
+            if value not in gt_em:
+                out.append(f"analysed emotion {value!r} does not occur in the ground truth: its "
+                           "class is degenerate")
+    return out
+
+
+_MAX_REPORTED = 3
+"""A table with bad rows: this many are named in the error (in file order), then a count."""
+
+
 def validate_strs_table(
-    df: pd.DataFrame, source: str, *, line_of: Callable[[int], int] | None = None
+    df: pd.DataFrame, source: str, *, line_of: Callable[[int], int] | None = None,
+    allow_negative: bool = True,
 ) -> pd.DataFrame:
     """Check one STRS table and return a clean copy (columns :data:`COLUMNS`, RangeIndex).
 
@@ -231,7 +341,8 @@ def validate_strs_table(
     Subject, video and emotion values are kept as they are (any hashable value, compared for
     equality); onset/offset must be whole numbers and become int64. Raises
     :class:`~vrme.errors.DataError` on a missing column, no rows, an empty value, a non-integer
-    frame or offset < onset.
+    or out-of-range frame, a negative frame (unless ``allow_negative``) or offset < onset;
+    every bad row is counted and the first ones are named in file order, in one line.
     """
 
     def where(i: int) -> str:
@@ -250,59 +361,82 @@ def validate_strs_table(
         raise DataError(f"{source}: the table has a header but no rows")
 
     out = df.loc[:, list(COLUMNS)].reset_index(drop=True)
-    for col in ("subject", "video", "emotion"):
+    problems: list[tuple[int, int, str]] = []  # (row, column order, text)
+    total = 0
+
+    def note(mask: np.ndarray, order: int, text: Callable[[int], str]) -> None:
+        nonlocal total
+        rows = np.flatnonzero(mask)
+        total += len(rows)
+        problems.extend((int(i), order, text(int(i))) for i in rows[:_MAX_REPORTED])
+
+    for order, col in enumerate(COLUMNS):
+        if col in ("onset", "offset"):
+            continue
         values = out[col]
         empty = values.isna().to_numpy(dtype=bool, copy=True)
         if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
             empty |= (values.astype(str).str.strip() == "").to_numpy(dtype=bool)
-        if empty.any():
-            i = int(np.argmax(empty))
-            raise DataError(f"{source}: {where(i)}, column '{col}': empty value")
-
-    for col in ("onset", "offset"):
-        out[col] = _frames(out[col], source, col, where)
-    bad = (out["offset"] < out["onset"]).to_numpy()
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(
-            f"{source}: {where(i)}, column 'offset': offset {out['offset'].iat[i]} is before "
-            f"onset {out['onset'].iat[i]} (frame numbers are inclusive, offset >= onset)"
-        )
+        note(empty, order, lambda i, c=col: f"column '{c}': empty value")
+    frames: dict[str, pd.Series] = {}
+    readable = np.ones(len(out), dtype=bool)
+    for order, col in ((2, "onset"), (3, "offset")):
+        converted, bad = _frames(out[col])
+        for i, why in bad[:_MAX_REPORTED]:
+            problems.append((i, order, f"column '{col}': {why}"))
+        total += len(bad)
+        readable[[i for i, _ in bad]] = False
+        frames[col] = converted
+    if not allow_negative:
+        for order, col in ((2, "onset"), (3, "offset")):
+            v = frames[col]
+            note((v < 0).to_numpy() & readable, order, lambda i, c=col, v=v: (
+                f"column '{c}': negative frame number {v.iat[i]}"))
+    note((frames["offset"] < frames["onset"]).to_numpy() & readable, 3, lambda i: (
+        f"column 'offset': offset {frames['offset'].iat[i]} is before onset "
+        f"{frames['onset'].iat[i]} (frame numbers are inclusive, offset >= onset)"))
+    if problems:
+        problems.sort()
+        named = "; ".join(f"{where(i)}, {text}" for i, _, text in problems[:_MAX_REPORTED])
+        more = total - min(len(problems), _MAX_REPORTED)
+        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
+        if any("negative frame number" in text for _, _, text in problems):
+            tail += ("; frame numbers start at 0 (the official evaluator accepts negative ones: "
+                     "vrme strs --allow-negative scores them)")
+        raise DataError(f"{source}: {named}{tail}")
+    out["onset"], out["offset"] = frames["onset"], frames["offset"]
     return out
 
 
 _INT_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 
 
-def _frames(values: pd.Series, source: str, col: str, where: Any) -> pd.Series:
-    """Convert a frame-number column to int64 or raise DataError naming the first bad cell."""
+def _frames(values: pd.Series) -> tuple[pd.Series, list[tuple[int, str]]]:
+    """A frame-number column as int64 (bad cells 0) and its bad cells (row, reason), at most
+    :data:`_MAX_REPORTED` of them named."""
+    n = len(values)
     if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
-        return values.astype(np.int64)
+        return values.astype(np.int64), []
     if pd.api.types.is_float_dtype(values.dtype):
         arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(arr) | (arr != np.floor(arr)) | (np.abs(arr) > 2.0**53)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(
-                f"{source}: {where(i)}, column '{col}': {values.iat[i]!r} is not an integer "
-                "frame number"
-            )
-        return pd.Series(arr.astype(np.int64), index=values.index)
+        rows = np.flatnonzero(bad)
+        out = np.where(bad, 0.0, arr).astype(np.int64)
+        return (pd.Series(out, index=values.index),
+                [(int(i), f"{values.iat[i]!r} is not an integer frame number") for i in rows])
     text = values.astype(str).str.strip()
     ok = text.str.match(_INT_TEXT).to_numpy(dtype=bool) & ~values.isna().to_numpy()
-    if not ok.all():
-        i = int(np.argmax(~ok))
-        raise DataError(
-            f"{source}: {where(i)}, column '{col}': {values.iat[i]!r} is not an integer frame "
-            "number"
-        )
+    bad: list[tuple[int, str]] = [
+        (int(i), f"{values.iat[i]!r} is not an integer frame number") for i in np.flatnonzero(~ok)]
+    digits = text.where(ok, "0").str.replace(r"\.0*$", "", regex=True)
     try:
-        return text.str.replace(r"\.0*$", "", regex=True).astype(np.int64)
+        return digits.astype(np.int64), bad
     except (OverflowError, ValueError):
-        big = int(np.argmax([abs(int(float(t))) >= 2**63 for t in text]))
-        raise DataError(
-            f"{source}: {where(big)}, column '{col}': {values.iat[big]!r} is out of range"
-        ) from None
+        big = [i for i in range(n) if ok[i] and abs(int(digits.iat[i])) >= 2**63]
+        bad += [(i, f"{values.iat[i]!r} is out of range") for i in big]
+        fixed = digits.copy()
+        fixed.iloc[big] = "0"
+        return fixed.astype(np.int64), sorted(bad)
 
 
 # ----------------------------------------------------------------------------------------------

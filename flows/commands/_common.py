@@ -29,21 +29,32 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def load(config: Path, overrides: list[str] | None, root: Path | None = None,
-         out: Path | None = None):  # noqa: ANN201 - returns vrme.config.Config
-    """Load and validate a config for a CLI command, and check its paths before anything runs:
-    the dataset root must be a folder (unless the config generates a synthetic dataset there)
-    and the work folder must not be a file."""
-    from vrme.config import ConfigError, load_config
+         out: Path | None = None, *, dataset: bool = True,
+         can_generate: bool = True):  # noqa: ANN201 - returns vrme.config.Config
+    """Load and validate a config for a CLI command, and check, before Prefect starts or a
+    model loads, everything that can be checked now (``dataset=True``, the default, for
+    commands that read the dataset and write the work folder):
+
+    - the dataset root is an existing folder, unless the config generates its synthetic
+      dataset there (:func:`vrme.config.check_dataset_root`: only into the config file's own
+      ``dataset.root``, never into a ``--root`` path; ``can_generate=False`` for commands
+      that do not run the generation step);
+    - the work folder is a folder (or can be created as one) and is writable
+      (:func:`vrme.config.check_work_folder`);
+    - the layout's folder and label spreadsheets are there (:func:`vrme.ingest.check_layout`).
+
+    ``dataset=False`` (``predict``/``spot``/``report``, whose config only describes a model)
+    checks the config alone."""
+    from vrme.config import check_dataset_root, check_work_folder, load_config
 
     cfg = load_config(config, overrides, root=root, out=out)
-    data_root = cfg.dataset.root
-    if data_root is not None and cfg.synth is None and not data_root.is_dir():
-        what = "--root" if root is not None else f"dataset.root in {config}"
-        state = "is not a folder" if data_root.exists() else "does not exist"
-        raise ConfigError(f"dataset root {data_root} ({what}) {state}")
-    if cfg.out_dir.exists() and not cfg.out_dir.is_dir():
-        what = "--out" if out is not None else f"run.out in {config}"
-        raise ConfigError(f"work folder {cfg.out_dir} ({what}) is a file, not a folder")
+    if dataset:
+        generated = check_dataset_root(cfg, can_generate=can_generate)
+        check_work_folder(cfg)
+        if not generated:
+            from vrme.ingest import check_layout
+
+            check_layout(cfg)
     return cfg
 
 

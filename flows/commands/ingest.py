@@ -48,6 +48,6 @@ def register(app: typer.Typer) -> None:
         from vrme.ingest import ingest
         from vrme.io import clean_work_folder
 
-        cfg = load(config, set_, root, out)
+        cfg = load(config, set_, root, out, can_generate=False)
         clean_work_folder(cfg.out_dir)
         print_ingest_summary(ingest(cfg))

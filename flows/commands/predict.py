@@ -40,6 +40,40 @@ WorkersOpt = Annotated[
 ]
 
 
+def check_inputs(models: list[Path], cache: Path, *, root: Path | None = None,
+                 video: Path | None = None, outputs: tuple[Path | None, ...] = ()) -> None:
+    """Everything ``predict``/``spot`` can check before a model loads: the model paths exist,
+    the test folder (``root``) is a folder holding at least one video, the one ``video`` opens
+    and decodes its first frame (an empty, truncated or non-video file, an empty frame folder),
+    the cache folder is writable, and each output file is not a folder and can be written."""
+    from vrme.config import check_writable_folder
+    from vrme.errors import DataError
+    from vrme.frames import check_video
+
+    for m in models:
+        if not m.exists():
+            raise DataError(f"model {m} (--model) not found")
+    if root is not None:
+        from vrme.ingest import scan_unlabelled
+
+        if not root.is_dir():
+            state = "is not a folder" if root.exists() else "does not exist"
+            raise DataError(f"test folder {root} (--root) {state}")
+        entries, _ = scan_unlabelled(root)
+        if not entries:
+            raise DataError(f"{root} (--root): no video found (frame folders or .mp4/.avi/.mov/"
+                            ".mkv files)")
+    if video is not None:
+        check_video(video)
+    check_writable_folder(cache, "cache folder (--cache)")
+    for out in outputs:
+        if out is None:
+            continue
+        if out.is_dir():
+            raise DataError(f"output {out} is a folder; give a file name")
+        check_writable_folder(out.absolute().parent, f"folder of {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``predict`` command to ``app``."""
 
@@ -73,8 +107,9 @@ def register(app: typer.Typer) -> None:
         from vrme.decode import decode_params
         from vrme.predict import load_models, predict_folder, prediction_decode
 
+        check_inputs(model, cache, root=root, outputs=(out,))  # before any model loads
         setup_logging()
-        cfg = load(config, None) if config is not None else None
+        cfg = load(config, None, dataset=False) if config is not None else None
         ens = load_models(model, config=cfg)
         dec = prediction_decode(ens.cfg, decode_mode, set_)
         pred = predict_folder(ens, root, out, cache_dir=cache, fps=fps, decode=dec,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flows.commands._common import friendly_errors, load, setup_logging
-from flows.commands.predict import CacheOpt, FpsOpt, ModelOpt, WorkersOpt
+from flows.commands.predict import CacheOpt, FpsOpt, ModelOpt, WorkersOpt, check_inputs
 
 
 def register(app: typer.Typer) -> None:
@@ -42,8 +42,9 @@ def register(app: typer.Typer) -> None:
         from vrme.io import write_bytes_atomic
         from vrme.predict import load_models, spot_plot_png, spot_video
 
+        check_inputs(model, cache, video=video, outputs=(plot,))  # before any model loads
         setup_logging()
-        cfg = load(config, None) if config is not None else None
+        cfg = load(config, None, dataset=False) if config is not None else None
         ens = load_models(model, config=cfg)
         res = spot_video(video, ens, cache_dir=cache, fps=fps, workers=workers)
         iv = res.intervals

@@ -88,18 +88,30 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="Print one JSON object instead of a table.")
         ] = False,
+        allow_negative: Annotated[
+            bool, typer.Option("--allow-negative", help="Score negative frame numbers (the "
+                               "official evaluator does; its sample predictions have some) "
+                               "instead of refusing them.")
+        ] = False,
     ) -> None:
         """Score predictions with the Spot-Then-Recognize Score (STRS).
 
-        Frame numbers are inclusive. Subjects and videos are compared exactly as written: use one
-        style ('1', '001' or 'spNO.1') in both files.
+        Frame numbers are inclusive and not negative (--allow-negative scores negative ones, as
+        the official evaluator does). Subjects, videos and emotions are compared exactly as
+        written: use one style ('1', '001' or 'spNO.1') in both files. Emotions outside
+        negative/positive/surprise/others, repeated rows and other likely mistakes are warned
+        about on stderr.
         """
-        from vrme.strs import evaluate_strs, read_strs_csv
+        from vrme.strs import csv_line_of, evaluate_strs, input_warnings, read_strs_csv
 
         wanted = _parse_emotions(emotions)
         with _logs_to_stderr():
-            pred_df = read_strs_csv(pred)
-            gt_df = read_strs_csv(gt)
+            pred_df = read_strs_csv(pred, allow_negative=allow_negative)
+            gt_df = read_strs_csv(gt, allow_negative=allow_negative)
+            for warning in input_warnings(pred_df, gt_df, wanted, pred_name=str(pred),
+                                          gt_name=str(gt), pred_line=csv_line_of(pred),
+                                          gt_line=csv_line_of(gt)):
+                logging.getLogger("vrme.strs").warning("%s", warning)
             result = evaluate_strs(pred_df, gt_df, wanted, variant=variant.value)
 
         if as_json:
