@@ -30,6 +30,7 @@ from flows.train import flow_run_name, train_step
 from tasks.common import task_runner
 from vrme.config import Config
 from vrme.interrupt import stop_requested
+from vrme.report import STAGES_FILE
 from vrme.schema import MANIFEST_SCHEMA, read_manifest, write_table
 
 log = logging.getLogger("vrme.flows")
@@ -84,6 +85,7 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
                                                force_folds=folds, progress=progress,
                                                flow_run=flow_run)
     record_failures(Path(cfg.run_dir) / FAILURES_FILE, failed, bad_videos, list(done), flow_run)
+    progress.write(Path(cfg.run_dir) / STAGES_FILE)  # the report shows the time per stage
     report, report_error = None, ""
     if stopped:
         progress.skip("report", "stopped on request")
@@ -114,6 +116,7 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
     )
     log.info("videos: %s; folds: %d done, %d failed", count_note(statuses), len(done),
              len(failed))
+    progress.write(Path(cfg.run_dir) / STAGES_FILE)
     fold_rerun = cli_command("run", p.get("config"), p.get("overrides"), p.get("root"),
                              p.get("out"), folds=",".join(sorted(failed, key=lambda s: (len(s), s))))
     return finish_run(progress, summary, folds=failed, videos=bad_videos,

@@ -108,7 +108,8 @@ class RunProgress:
         """Stage ``stage`` begins, with ``total`` items (videos, folds) to do."""
         with self._lock:
             st = self.state.setdefault(stage, {"done": 0, "total": 0, "unit": "", "note": ""})
-            st.update(status="running", total=int(total), done=0, unit=unit)
+            st.update(status="running", total=int(total), done=0, unit=unit,
+                      started=time.time())
             self.current = stage
         log.info("stage %s: %s", stage, f"{total} {unit}" if total else "started")
         self._publish(force=True)
@@ -128,6 +129,8 @@ class RunProgress:
         with self._lock:
             st = self.state[stage]
             st.update(status=status, note=note)
+            if "started" in st:
+                st["seconds"] = round(time.time() - st["started"], 3)
             if status == "done":
                 st["done"] = st["total"]
         if note:
@@ -180,6 +183,16 @@ class RunProgress:
                                      description=self.describe())
         except Exception as exc:  # noqa: BLE001 - progress must never fail a run
             log.debug("progress artifact not updated: %s", exc)
+
+    def write(self, path: Any) -> None:
+        """Write the stages so far (status, counts, note, start time and seconds) as JSON to
+        ``path`` (the run's ``stages.json``, which the report shows). Never raises."""
+        from vrme.io import write_json_atomic
+
+        try:
+            write_json_atomic(path, {"stages": {s: dict(self.state[s]) for s in self.stages}})
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
 
     def complete(self) -> None:
         """The run is over (whatever its outcome): the artifact shows 100 %."""

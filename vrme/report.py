@@ -60,6 +60,9 @@ DEFAULT_MAX_VIDEOS = 12
 STRS_COLUMNS = ["subject", "video", "onset", "offset", "emotion"]
 PAPER_LAYOUTS = ("casme3", "samm_lv")
 _FAILURE_FILES = ("failed.json", "error.json")
+STAGES_FILE = "stages.json"
+"""What each stage of the run did and how long it took (``{"stages": {name: {"status",
+"done", "total", "unit", "note", "started", "seconds"}}}``), written by the orchestrator."""
 RUN_FAILURES_FILE = "failures.json"
 """Failures an orchestrator recorded for the whole run (``{"folds": {fold: {"message": ...}}}``);
 used when a fold's own folder could not hold its ``failed.json``."""

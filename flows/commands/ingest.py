@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from flows.commands._common import ConfigOpt, OutOpt, RootOpt, SetOpt, friendly_errors, load
 
-if TYPE_CHECKING:
-    from vrme.ingest import IngestResult
 
-
-def print_ingest_summary(result: "IngestResult") -> None:
-    """Print the ingestion summary: videos, events per class, skipped items by reason."""
+def print_ingest_summary(s: dict[str, Any], files: dict[str, str]) -> None:
+    """Print the ingestion summary (``IngestResult.summary()``): videos, events per class,
+    skipped items by reason; ``files``: where the tables were written."""
     from rich.console import Console
     from rich.table import Table
 
-    s = result.summary()
     console = Console()
-    t = Table(title=f"Ingested into {result.out_dir}", show_header=False)
+    where = Path(files["manifest"]).parent if files.get("manifest") else "ingest/"
+    t = Table(title=f"Ingested into {where}", show_header=False)
     t.add_row("videos", str(s["videos"]))
     t.add_row("subjects", str(s["subjects"]))
     t.add_row("frames", f"{s['frames']:,}")
@@ -28,7 +27,7 @@ def print_ingest_summary(result: "IngestResult") -> None:
     t.add_row("macro-expressions", str(s["macro"]))
     console.print(t)
     if s["skipped_by_reason"]:
-        sk = Table(title=f"Skipped or noted ({result.files.get('skipped', 'skipped.csv')})")
+        sk = Table(title=f"Skipped or noted ({files.get('skipped', 'skipped.csv')})")
         sk.add_column("kind: reason")
         sk.add_column("count", justify="right")
         for reason, n in s["skipped_by_reason"].items():
@@ -44,10 +43,12 @@ def register(app: typer.Typer) -> None:
     def ingest_cmd(config: ConfigOpt, root: RootOpt = None, out: OutOpt = None,
                    set_: SetOpt = None) -> None:
         """Read a dataset's folders and label spreadsheets into manifest.parquet, labels.parquet
-        and skipped.csv (under <out>/ingest/), and print a summary."""
-        from vrme.ingest import ingest
-        from vrme.io import clean_work_folder
+        and skipped.csv (under <out>/ingest/), and print a summary. Runs the vrme-ingest flow
+        (a config's synthetic dataset is generated first, as `vrme run` does)."""
+        from flows.commands._common import flow_parameters, run_config_flow
 
-        cfg = load(config, set_, root, out, can_generate=False)
-        clean_work_folder(cfg.out_dir)
-        print_ingest_summary(ingest(cfg))
+        cfg = load(config, set_, root, out)
+        res = run_config_flow("vrme-ingest", cfg, flow_parameters(config, set_, root, out),
+                              "ingest")
+        rec = res.outcome.get("summary") or {}
+        print_ingest_summary(rec.get("summary") or {}, rec.get("files") or {})
