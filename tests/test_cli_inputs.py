@@ -85,11 +85,18 @@ def test_a_mistyped_root_is_never_generated(tmp_path):
     no_prefect(tmp_path)
 
 
-def test_ingest_does_not_generate_and_says_where_it_is_generated(tmp_path):
+def test_ingest_generates_the_configs_own_dataset_but_never_into_a_root_option(tmp_path):
+    """`vrme ingest` runs the ingest flow, which generates a config's synthetic dataset into the
+    config file's own dataset.root, as `vrme run` does; a --root that does not exist is refused
+    before anything starts."""
     cfg = synth_config(tmp_path, tmp_path / "gen")
-    refused(vrme("ingest", "--config", str(cfg), cwd=tmp_path),
-            "does not exist yet: the config's synth: section generates it in `vrme run`")
-    assert not (tmp_path / "gen").exists()
+    refused(vrme("ingest", "--config", str(cfg), "--root", str(tmp_path / "typo"),
+                 cwd=tmp_path), "typo")
+    assert not (tmp_path / "typo").exists()
+    no_prefect(tmp_path)
+    res = vrme("ingest", "--config", str(cfg), cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "gen" / "synth_spec.json").is_file() and "videos" in res.stdout
 
 
 def test_a_synth_section_never_overwrites_a_dataset(tiny_casme3, tmp_path):

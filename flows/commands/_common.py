@@ -41,7 +41,8 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
       that do not run the generation step);
     - the work folder is a folder (or can be created as one) and is writable
       (:func:`vrme.config.check_work_folder`);
-    - the layout's folder and label spreadsheets are there (:func:`vrme.ingest.check_layout`).
+    - the layout's folder and label spreadsheets are there and can be read as meant
+      (:func:`vrme.ingest.check_labels`).
 
     ``dataset=False`` (``predict``/``spot``/``report``, whose config only describes a model)
     checks the config alone."""
@@ -52,9 +53,9 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
         generated = check_dataset_root(cfg, can_generate=can_generate)
         check_work_folder(cfg)
         if not generated:
-            from vrme.ingest import check_layout
+            from vrme.ingest import check_labels
 
-            check_layout(cfg)
+            check_labels(cfg)  # the layout's folder and spreadsheets, read once
     return cfg
 
 
