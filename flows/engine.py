@@ -26,6 +26,7 @@ FLOWS: dict[str, str] = {
     "vrme-train-final": "flows.final:train_final_flow",
     "vrme-predict": "flows.final:predict_flow",
     "vrme-spot": "flows.final:spot_flow",
+    "vrme-sweep": "flows.sweep:sweep_flow",
 }
 """Every vrme flow by name, as ``module:object``."""
 

@@ -27,9 +27,13 @@ class RunFailed(RuntimeError):
 
 
 def failure_message(folds: dict[str, str], videos: dict[str, str], report_error: str = "",
-                    rerun: str = "", fold_rerun: str = "") -> str:
+                    rerun: str = "", fold_rerun: str = "",
+                    settings: dict[str, str] | None = None) -> str:
     """One message naming every failure, the root causes (videos) first."""
     parts = []
+    if settings:
+        detail = "; ".join(f"{s}: {m}" for s, m in settings.items())
+        parts.append(f"{len(settings)} setting(s) failed ({detail})")
     if videos:
         detail = "; ".join(f"{v}: {m}" for v, m in sorted(videos.items()))
         parts.append(f"{len(videos)} video(s) failed and were left out ({detail})")
@@ -43,7 +47,7 @@ def failure_message(folds: dict[str, str], videos: dict[str, str], report_error:
     commands = []
     if folds and fold_rerun:
         commands.append(f"`{fold_rerun}` reruns just the failed folds")
-    if rerun and (videos or report_error or not fold_rerun):
+    if rerun and (videos or report_error or settings or not fold_rerun):
         commands.append(f"`{rerun}` reruns what is missing")
     if commands:
         msg += ". Fix the cause, then " + " and ".join(commands) + " (finished work is reused)"
@@ -79,7 +83,7 @@ def record_failures(path: Path, folds: dict[str, str], videos: dict[str, str],
 def finish_run(progress: RunProgress, summary: dict[str, Any], *,
                folds: dict[str, str] | None = None, videos: dict[str, str] | None = None,
                report_error: str = "", interrupted: bool = False, rerun: str = "",
-               fold_rerun: str = "") -> State[Any]:
+               fold_rerun: str = "", settings: dict[str, str] | None = None) -> State[Any]:
     """The flow's final state (returned by the flow): Cancelled after a stop request, Failed
     when anything failed (message from :func:`failure_message`), else Completed. Marks the
     progress view complete and sends the outcome to the launching command."""
@@ -89,8 +93,8 @@ def finish_run(progress: RunProgress, summary: dict[str, Any], *,
         message = f"stopped on request; finished work is kept. Resume with `{rerun}`."
         state: State[Any] = Cancelled(message=message)
         status = "interrupted"
-    elif folds or videos or report_error:
-        message = failure_message(folds, videos, report_error, rerun, fold_rerun)
+    elif folds or videos or report_error or settings:
+        message = failure_message(folds, videos, report_error, rerun, fold_rerun, settings)
         state = Failed(message=message)
         status = "failed"
         log.error(message)

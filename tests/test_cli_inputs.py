@@ -262,3 +262,16 @@ def test_strs_header_naming_a_column_twice(tmp_path):
     refused(vrme("strs", "--pred", "p.csv", "--gt", "g.csv", cwd=tmp_path),
             "p.csv: line 1 (header): column 'offset' appears twice (fields 4 and 6)")
 
+
+
+@pytest.mark.parametrize("grid, needle", [
+    ("decode.p", "expected key.path=value1,value2"),
+    ("decode.p=", "give a key and at least one value"),
+    ("train.epochs=3,true", "key 'train.epochs': must be a whole number, not true"),
+    ("decode.nope=1,2", "unknown key 'decode.nope'"),
+])
+def test_sweep_grids_are_checked_before_anything_runs(tiny_casme3, tmp_path, grid, needle):
+    cfg = casme3_config(tmp_path)
+    refused(vrme("sweep", "--config", str(cfg), "--root", str(tiny_casme3), "--out",
+                 str(tmp_path / "out"), "--grid", grid, cwd=tmp_path), needle)
+    no_prefect(tmp_path)

@@ -266,3 +266,37 @@ def test_unwritable_fold_folder_fails_only_that_fold(prefect_harness, tiny_synth
     assert again.is_completed(), again.message
     assert again.result()["folds_trained"] == ["2"]
     assert "2" not in json.loads((run / "failures.json").read_text())["folds"]
+
+
+def test_sweep_runs_children_and_a_decode_only_setting_trains_nothing(prefect_harness,
+                                                                      tiny_synth_root, tmp_path):
+    import pandas as pd
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    from flows.sweep import sweep_flow
+    from vrme.plots import png_size
+
+    cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
+    state = sweep_flow(config=str(cfg), grid=["decode.p=0.5,0.6"], control=True,
+                       return_state=True)
+    assert state.is_completed(), state.message
+    rows = state.result()["rows"]
+    assert [r["setting"] for r in rows] == ["decode.p=0.5", "decode.p=0.6",
+                                            "train.shuffle_labels=true"]
+    assert rows[0]["folds_trained"] == 3
+    assert rows[1]["folds_trained"] == 0 and rows[1]["folds_decoded"] == 3  # decoding only
+    assert rows[2]["folds_trained"] == 3  # the control trains its own models
+    sweep_dir = tmp_path / "work" / "runs" / "tiny-sweep"
+    table = pd.read_csv(sweep_dir / "sweep.csv")
+    assert list(table["setting"]) == [r["setting"] for r in rows]
+    assert png_size((sweep_dir / "plots" / "sweep.png").read_bytes()) == (1000, 420)
+    assert "decode.p=0.6" in (sweep_dir / "sweep.md").read_text()
+    for r in rows:
+        assert (tmp_path / "work" / "runs" / r["run"] / "report" / "metrics.json").is_file()
+    # the settings are child flow runs of the sweep's run
+    with get_client(sync_client=True) as client:
+        parent = client.read_flow_run(state.state_details.flow_run_id)
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id={"any_": [parent.id]}))
+    assert sum(1 for t in task_runs if t.name.startswith("vrme-benchmark")) == 3

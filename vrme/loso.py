@@ -106,7 +106,8 @@ def redecode_run(run_dir: str | os.PathLike[str], decode: DecodeConfig,
     """Decode every finished fold's stored ``scores.parquet`` again with another decode config
     (each fold's own k_p, or ``k_p`` for all when given); no training. Used for decode-only
     ablations (interval strategy, synergy strategies 1 and 2, p, a global k_p: training does
-    not depend on k_p). Returns pooled intervals."""
+    not depend on k_p); ``vrme sweep`` gets the same by reusing trained folds. Returns pooled
+    intervals."""
     root = Path(run_dir) / "folds"
     folds = finished_folds(run_dir) if folds is None else folds
     parts = []

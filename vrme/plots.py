@@ -197,3 +197,34 @@ def durations_png(pred_frames: np.ndarray, gt_frames: np.ndarray, fps: float | N
         top.set_xlabel("duration (ms)", fontsize=8)
     fig.suptitle(title, fontsize=10, y=0.99)
     return _png(fig)
+
+
+SWEEP_SIZE = (1000, 420)
+
+
+def metric_bars_png(settings: Sequence[str], metrics: dict[str, Sequence[float | None]],
+                    title: str = "") -> bytes:
+    """Grouped bars: one group per setting (a sweep's rows), one bar per metric (STRS, spot F1,
+    analysis F1); a missing value (undefined STRS) is drawn as no bar and marked n/a."""
+    fig = _figure(SWEEP_SIZE)
+    ax = fig.add_subplot(111)
+    names = list(metrics)
+    x = np.arange(len(settings))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        vals = [np.nan if v is None else float(v) for v in metrics[name]]
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, np.nan_to_num(vals, nan=0.0), width, label=name)
+        for p, v in zip(pos, vals):
+            if np.isnan(v):
+                ax.text(p, 0.01, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(x)
+    ax.set_xticklabels([s if len(s) <= 40 else s[:37] + "..." for s in settings], rotation=20,
+                       ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.legend(fontsize=8, loc="upper right")
+    if title:
+        ax.set_title(title)
+    fig.subplots_adjust(bottom=0.3, left=0.07, right=0.98)
+    return _png(fig)
