@@ -149,7 +149,7 @@ class _Display:
                 TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                 console=self.console, transient=True)
-            self.task = self.progress.add_task(title, total=1000)
+            self.task = self.progress.add_task(f"{title}: starting", total=1000)
             self.progress.start()
 
     def line(self, text: str) -> None:

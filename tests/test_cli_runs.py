@@ -164,3 +164,34 @@ def test_an_unreachable_prefect_api_is_one_line(tmp_path, tiny_synth_root):
     assert proc.returncode == 2
     err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and "does not answer" in err[0] and "PREFECT_API_URL" in err[0]
+
+
+def test_a_terminal_shows_one_progress_bar_with_an_eta(uninterrupted):
+    """In a terminal (a pseudo-terminal here) `vrme run` draws one progress bar for the whole
+    run, naming the stage, with the elapsed time and an ETA."""
+    import pty
+    import re
+
+    base, home, ref = uninterrupted
+    assert ref.returncode == 0
+    master, slave = pty.openpty()
+    env = {**newcomer_env(home), "COLUMNS": "160", "TERM": "xterm"}
+    proc = subprocess.Popen([str(BIN / "vrme"), "run", "--config", str(base / "tiny.yaml")],
+                            env=env, cwd=PROJECT, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=600)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    assert proc.returncode == 0, text[-3000:]
+    bars = [ln for ln in re.split(r"[\r\n]", text) if ln.startswith("benchmark tiny")]
+    assert any("ETA" in ln and "%" in ln for ln in bars), text[-3000:]
+    assert any(": folds" in ln or ": report" in ln for ln in bars), bars[-5:]
