@@ -64,19 +64,25 @@ def prefect_api(say: Callable[[str], None], services: bool = False) -> Iterator[
             raise PrefectStateError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer: "
                                     "start it with `prefect server start`, or unset "
                                     "PREFECT_API_URL to let vrme use a temporary server")
-        yield url
+        with _exported(url):  # a URL from a Prefect profile reaches the child processes too
+            yield url
         return
     with temporary_server(say, services=services) as url:
-        saved = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = url
-        try:
-            with temporary_settings({PREFECT_API_URL: url}):
-                yield url
-        finally:
-            if saved is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = saved
+        with _exported(url), temporary_settings({PREFECT_API_URL: url}):
+            yield url
+
+
+@contextlib.contextmanager
+def _exported(url: str) -> Iterator[None]:
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
 
 
 def deployment_for(flow_name: str, deployment: str, parameters: dict[str, Any],

@@ -270,8 +270,15 @@ def test_serve_registers_cron_deployment_and_stops(prefect_server, tiny_synth_ro
         crons = [s.schedule.cron for s in deployment.schedules]
         assert crons == ["0 2 * * *"] and deployment.schedules[0].active
         assert deployment.parameters["config"] == str(cfg)
-        with client_for(url), get_client(sync_client=True) as client:
-            client.read_deployment_by_name("vrme-ingest/tiny")  # every flow of the config
+        deadline = time.time() + 60
+        while True:  # every flow of the config is served
+            try:
+                with client_for(url), get_client(sync_client=True) as client:
+                    client.read_deployment_by_name("vrme-ingest/tiny")
+                break
+            except Exception:  # noqa: BLE001 - not registered yet
+                assert time.time() < deadline
+                time.sleep(1)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -455,12 +455,14 @@ def test_read_only_work_folder_is_a_clear_error(tiny_casme3, tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_disk_full_in_the_cli_names_the_file(tiny_casme3, tmp_path, disk_full):
+def test_disk_full_in_the_cli_names_the_file(tiny_casme3, tmp_path, monkeypatch):
+    """`vrme ingest` runs its flow in a child process: the full disk is simulated there by the
+    test-only fault of vrme.io (the rename of labels.parquet fails with ENOSPC)."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text("dataset: {name: t, layout: casme3, fps: 30, frame_skip: 1}\n"
                    "features: {k: 10}\n")
     out = tmp_path / "out"
-    disk_full(lambda name: name.endswith("labels.parquet"))
+    monkeypatch.setenv("VRME_FAULT_DISK_FULL", "labels.parquet")
     res = CliRunner().invoke(app, ["ingest", "--config", str(cfg), "--root", str(tiny_casme3),
                                    "--out", str(out)])
     assert res.exit_code == 1 and "Traceback" not in res.output

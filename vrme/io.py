@@ -56,6 +56,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         if not tmp.exists():
             raise WriteError(f"nothing was written to {target}")
         _fsync(tmp)  # the data is on disk before the name points at it (power loss, not just a kill)
+        _injected_disk_full(target, tmp)
         os.replace(tmp, target)
     except OSError as exc:
         _unlink_quietly(tmp)
@@ -65,6 +66,21 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+FAULT_DISK_FULL_ENV = "VRME_FAULT_DISK_FULL"
+"""Test-only fault: a file-name pattern (``fnmatch``, e.g. ``labels.parquet``); every atomic
+write of a file of that name then fails as on a full disk (ENOSPC), in this process and in the
+processes it starts (a flow's child process, task-runner workers). Never set it otherwise."""
+
+
+def _injected_disk_full(target: Path, tmp: Path) -> None:
+    import errno
+    import fnmatch
+
+    pattern = os.environ.get(FAULT_DISK_FULL_ENV)
+    if pattern and fnmatch.fnmatch(target.name, pattern):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
 
 
 def ensure_folder(folder: str | os.PathLike[str]) -> Path:
