@@ -349,6 +349,7 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
     layout = cfg.dataset.layout
     lay = layouts.get(layout)
     entries, issues = lay.scan(root)
+    left_out = [i for i in issues if i.kind == "video" and i.video]
     for e in entries:
         if not (safe_name(e.subject) and safe_name(e.video)):
             raise DataError(f"{root}: unusable video name {e.subject}/{e.video}")
@@ -366,6 +367,8 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
         in_manifest = set(zip(manifest["subject_dir"], manifest["video"]))
         on_disk = {(e.subject_dir, e.video): None if (e.subject_dir, e.video) in in_manifest
                    else why.get((e.subject, e.video), "left out") for e in entries}
+        for i in left_out:  # folders the scan left out, under the key a label would give them
+            on_disk.setdefault((i.subject, i.video), i.reason)
         events, more = validate_events(events, manifest, emap, layout, on_disk)
         issues += more
         labelled = set(zip(events.loc[events["type"] == "micro", "subject"],

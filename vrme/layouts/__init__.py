@@ -49,7 +49,9 @@ class VideoEntry:
 
 
 Scan = Callable[[Path], "tuple[list[VideoEntry], list[Issue]]"]
-"""A layout's scan: dataset root -> (videos found, issues such as folders left out)."""
+"""A layout's scan: dataset root -> (videos found, issues such as folders left out). An issue of
+kind ``video`` whose ``subject`` and ``video`` are the (subject folder, video) key a label row
+would give a folder left out tells that row why its video is not used."""
 
 ReadLabels = Callable[[Sequence[Path], "DatasetConfig"], "tuple[pd.DataFrame, list[Issue]]"]
 """A layout's label reader: (its label files, the dataset section) -> (events with
