@@ -1,7 +1,7 @@
 """CAS(ME)^2: its folder layout and headerless label workbook, written by the synthetic
 generator in the release's format and read back by the real adapter (vrme/layouts/casme2.py);
-the strict cell, merge, repeat and identity rules on it; a whole benchmark on a generated
-CAS(ME)^2 dataset under Prefect."""
+the strict cell, merge, repeat and identity rules on it. (The whole benchmark on a generated
+CAS(ME)^2 dataset runs in test_orchestration.py, with the other Prefect runs.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import PROJECT, TINY_SYNTH, tiny_config_text, write_frames
+from tests.conftest import PROJECT, write_frames
 from vrme.config import config_from_mapping, load_config
 from vrme.errors import DataError, LabelError
 from vrme.ingest import check_layout, ingest
@@ -314,30 +314,3 @@ def test_cli_synth_casme2(tmp_path):
     assert "not labelled" not in result.output  # CAS(ME)^2 labels macro-expressions
     assert len(list((out / "rawpic/s15/15_0101disgustingteeth").glob("img*.jpg"))) == 60
     assert (out / LABEL_FILE).is_file()
-
-
-# -- the whole benchmark on a generated CAS(ME)^2 dataset -------------------------------------
-
-@pytest.mark.prefect
-@pytest.mark.slow
-def test_benchmark_flow_on_a_generated_casme2_dataset(prefect_harness, tmp_path):
-    from flows.benchmark import benchmark_flow
-
-    synth = {**TINY_SYNTH, "seconds": 8, "macros_per_video": 1}
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(tiny_config_text(
-        tmp_path / "casme2", tmp_path / "work",
-        "orchestration: {task_runner: threads, max_workers: 2, retries: 0}\n",
-        layout="casme2", synth=synth))
-    state = benchmark_flow(config=str(cfg), return_state=True)
-    assert state.is_completed(), state.message
-    res = state.result()
-    assert res["folds_trained"] == ["s15", "s16", "s17"] and not res["folds_failed"]
-    assert (tmp_path / "casme2" / "rawpic" / "s17").is_dir()
-    ingest_dir = tmp_path / "work" / "ingest"
-    labels = pd.read_parquet(ingest_dir / "labels.parquet")
-    assert set(labels["type"]) == {"micro", "macro"} and set(labels["subject"]) == {
-        "s15", "s16", "s17"}
-    assert pd.read_csv(ingest_dir / "skipped.csv").empty
-    report = tmp_path / "work" / "runs" / "tiny" / "report"
-    assert (report / "metrics.json").is_file() and (report / "report.html").is_file()
