@@ -31,13 +31,15 @@ TINY_SYNTH = dict(subjects=3, videos=1, seconds=6, fps=30, width=320, height=240
 """A synthetic CAS(ME)^3-layout dataset small enough to run the whole benchmark in seconds."""
 
 
-def tiny_config_text(root: Path, out: Path, extra: str = "") -> str:
+def tiny_config_text(root: Path, out: Path, extra: str = "", layout: str = "casme3",
+                     synth: dict | None = None) -> str:
     """YAML of a tiny benchmark config on ``root`` writing to ``out`` (``extra`` is appended
-    inside the top level, e.g. an ``orchestration:`` block)."""
-    synth = ", ".join(f"{k}: {v}" for k, v in TINY_SYNTH.items())
+    inside the top level, e.g. an ``orchestration:`` block) in ``layout`` (a 30 fps one),
+    its ``synth:`` section ``synth`` (default :data:`TINY_SYNTH`)."""
+    synth_text = ", ".join(f"{k}: {v}" for k, v in (synth or TINY_SYNTH).items())
     return (
-        f"dataset: {{name: tiny, layout: casme3, root: {root}, fps: 30, frame_skip: 1}}\n"
-        f"synth: {{{synth}}}\n"
+        f"dataset: {{name: tiny, layout: {layout}, root: {root}, fps: 30, frame_skip: 1}}\n"
+        f"synth: {{{synth_text}}}\n"
         "features: {k: 16}\n"
         "model: {backbone: gru, fast_channels: 8, slow_channels: 16, stages: 1, "
         "blocks_per_stage: 1, d_state: 4}\n"

@@ -18,7 +18,8 @@ from tests.conftest import write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS, config_from_mapping
 from vrme.errors import DataError, LabelError
 from vrme.ingest import ingest
-from vrme.labels import read_casme3_labels, read_samm_labels
+from vrme.layouts.casme3 import read_casme3_labels
+from vrme.layouts.samm_lv import read_samm_labels
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, read_labels, read_manifest
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import tiny_config_text
+from tests.conftest import TINY_SYNTH, tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -300,3 +300,28 @@ def test_sweep_runs_children_and_a_decode_only_setting_trains_nothing(prefect_ha
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
             id={"any_": [parent.id]}))
     assert sum(1 for t in task_runs if t.name.startswith("vrme-benchmark")) == 3
+
+
+# -- the whole benchmark on a generated CAS(ME)^2 dataset -------------------------------------
+
+def test_benchmark_flow_on_a_generated_casme2_dataset(prefect_harness, tmp_path):
+    """The whole benchmark on a CAS(ME)^2-layout dataset that the config's synth: section
+    generates (the real folder layout and headerless workbook, read by the real adapter)."""
+    synth = {**TINY_SYNTH, "seconds": 8, "macros_per_video": 1}
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(tiny_config_text(
+        tmp_path / "casme2", tmp_path / "work",
+        "orchestration: {task_runner: threads, max_workers: 2, retries: 0}\n",
+        layout="casme2", synth=synth))
+    state = run_benchmark(cfg)
+    assert state.is_completed(), state.message
+    res = state.result()
+    assert res["folds_trained"] == ["s15", "s16", "s17"] and not res["folds_failed"]
+    assert (tmp_path / "casme2" / "rawpic" / "s17").is_dir()
+    ingest_dir = tmp_path / "work" / "ingest"
+    labels = pd.read_parquet(ingest_dir / "labels.parquet")
+    assert set(labels["type"]) == {"micro", "macro"} and set(labels["subject"]) == {
+        "s15", "s16", "s17"}
+    assert pd.read_csv(ingest_dir / "skipped.csv").empty
+    report = tmp_path / "work" / "runs" / "tiny" / "report"
+    assert (report / "metrics.json").is_file() and (report / "report.html").is_file()

@@ -460,7 +460,7 @@ def test_spec_from_config():
 
 def test_invalid_specs_are_refused():
     with pytest.raises(SynthError, match="layout"):
-        SynthSpec(layout="casme2")  # type: ignore[arg-type]
+        SynthSpec(layout="casme9")
     with pytest.raises(SynthError, match="subjects"):
         SynthSpec(subjects=0)
     assert SynthSpec(layout="samm-lv").fps == 200 and SynthSpec().fps == 30

@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from vrme import layouts as _layouts
 from vrme.errors import UserError
 
 EMOTION_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise", "others")
@@ -43,29 +44,12 @@ CLASS_NAMES: tuple[str, ...] = EMOTION_CLASSES + ("neutral",)
 """All five per-frame classes, index = class id."""
 
 Emotion = Literal["negative", "positive", "surprise", "others"]
-Layout = Literal["casme3", "samm_lv", "megc", "videos"]
 
 DEFAULT_EMOTION_MAPS: dict[str, dict[str, str]] = {
-    "casme3": {
-        "happy": "positive",
-        "anger": "negative",
-        "disgust": "negative",
-        "fear": "negative",
-        "sad": "negative",
-        "surprise": "surprise",
-        "others": "others",
-    },
-    "samm_lv": {
-        "happiness": "positive",
-        "anger": "negative",
-        "contempt": "negative",
-        "disgust": "negative",
-        "fear": "negative",
-        "sadness": "negative",
-        "surprise": "surprise",
-        "other": "others",
-    },
+    lay.name: dict(lay.emotion_map) for lay in _layouts.all_layouts() if lay.emotion_map
 }
+"""Each labelled layout's default ``dataset.emotion_map`` (declared in its module,
+``vrme/layouts/``)."""
 
 
 class ConfigError(UserError, ValueError):
@@ -98,17 +82,20 @@ class DatasetConfig(_Strict):
     """Where a dataset sits and how its frames and labels are read."""
 
     name: str = Field(description="Short name used in cache paths, e.g. casme3, samm_lv, demo.")
-    layout: Layout = Field(description="Folder/spreadsheet layout (DATASETS.md).")
+    layout: str = Field(description="Folder/spreadsheet layout: a layout registered by a module "
+                        "of vrme/layouts/ (casme2, casme3, samm_lv, megc, videos; DATASETS.md).")
     root: Path | None = Field(default=None, strict=False,
                               description="Dataset root; CLI --root overrides.")
     label_files: list[str] | None = Field(
         default=None,
         description="Spreadsheet names relative to root; default per layout "
         "(casme3: [casme3_label.xlsx]; samm_lv: [SAMM_LongVideos_V3_Release.xlsx, "
-        "SAMM_Micro_FACS_Codes_v2.xlsx]).",
+        "SAMM_Micro_FACS_Codes_v2.xlsx]; casme2: ['CAS(ME)^2code_final.xlsx']).",
     )
-    fps: float = Field(gt=0, description="Frame rate of the original videos (frames/s).")
-    frame_skip: int = Field(ge=1, description="Keep every n-th frame (SAMM-LV 7, CAS(ME)^3 1).")
+    fps: float = Field(gt=0, description="Frame rate of the original videos (frames/s); "
+                       "default per labelled layout (CAS(ME)^3 and CAS(ME)^2 30, SAMM-LV 200).")
+    frame_skip: int = Field(ge=1, description="Keep every n-th frame; default per labelled "
+                            "layout (SAMM-LV 7, CAS(ME)^3 and CAS(ME)^2 1).")
     emotion_map: dict[str, Emotion] | None = Field(
         default=None, description="Raw emotion (lower case) -> class; default per layout."
     )
@@ -132,19 +119,28 @@ class DatasetConfig(_Strict):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        layout = data.get("layout")
+        layout = _layouts.find(data.get("layout"))  # None: unknown, refused by _known_layout
         if data.get("label_files") is None:
-            data["label_files"] = {
-                "casme3": ["casme3_label.xlsx"],
-                "samm_lv": ["SAMM_LongVideos_V3_Release.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"],
-            }.get(layout, [])
+            data["label_files"] = list(layout.label_files) if layout else []
         if data.get("emotion_map") is None:
-            data["emotion_map"] = dict(DEFAULT_EMOTION_MAPS.get(layout, {}))
+            data["emotion_map"] = dict(layout.emotion_map) if layout else {}
         elif isinstance(data["emotion_map"], dict):
             data["emotion_map"] = {
                 str(k).lower().strip(): v for k, v in data["emotion_map"].items()
             }
+        for key in ("fps", "frame_skip"):
+            if key not in data and layout is not None and getattr(layout, key) is not None:
+                data[key] = getattr(layout, key)
         return data
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, v: str) -> str:
+        if _layouts.find(v) is None:
+            raise ValueError(f"got {v!r}, which is not a layout; the layouts are "
+                             f"{', '.join(_layouts.names())} (one module each in vrme/layouts/; "
+                             "DATASETS.md)")
+        return v
 
 
 class SynthConfig(_Strict):

@@ -1,19 +1,25 @@
 """Ingestion: from a dataset root to ``manifest.parquet``, ``labels.parquet`` and ``skipped.csv``.
 
-Adapters read the real folder layouts of DATASETS.md:
+The layout (``dataset.layout``, one module each in ``vrme/layouts/``, DATASETS.md) scans the
+root into videos and reads its labels into the common event table; this module does the rest
+for every layout alike: frame listing and gaps, the manifest, events checked against the videos
+on disk, and the three tables:
 
 - ``casme3``: ``ROOT/data/<subject>/<video>/color/<n>.jpg`` + ``casme3_label.xlsx``
 - ``samm_lv``: ``ROOT/SAMM_longvideos/<video>/<video>_<nnnn>.jpg`` + the two SAMM spreadsheets
+- ``casme2``: ``ROOT/rawpic/s<NN>/<NN>_<code><name>/img<nnn>.jpg`` + ``CAS(ME)^2code_final.xlsx``
 - ``megc`` / ``videos``: unlabelled; every folder holding numbered images is a video (MEGC test
   sets in either layout), and every .mp4/.avi/.mov/.mkv file is a video read through OpenCV.
 
 Every video or label row that is left out lands in ``skipped.csv`` with its reason, and so does
 every file of a frame folder that is not one of the video's frames.
 
-Identity rule (how a label row finds its video): CAS(ME)^3 ``Subject`` and ``Filename`` name the
-folder ``data/<Subject>/<Filename>/`` exactly; a SAMM-LV ``Filename`` ``<s>_<v>_<n>`` names
-``SAMM_longvideos/<s>_<v>/`` exactly. Nothing else matches (no case folding, no number
-matching); a row whose folder is not there is reported with the nearest folder on disk.
+Identity rule (how a label row finds its video): the layout's scan gives each video a
+(subject folder, video) key and its reader gives each event the same key, each by one exact
+rule (CAS(ME)^3 ``Subject`` and ``Filename`` name the folder ``data/<Subject>/<Filename>/``; a
+SAMM-LV ``Filename`` ``<s>_<v>_<n>`` names ``SAMM_longvideos/<s>_<v>/``; CAS(ME)^2 see its
+module). Nothing else matches (no case folding, no number matching); a row whose folder is not
+there is reported with the nearest folder on disk.
 """
 
 from __future__ import annotations
@@ -29,27 +35,22 @@ from typing import Any
 
 import pandas as pd
 
-from vrme.config import Config
+from vrme import layouts
+from vrme.config import Config, DatasetConfig
 from vrme.errors import DataError, FrameError
-from vrme.errors import LabelError
 from vrme.frames import (
     VIDEO_EXTENSIONS,
     FrameListing,
     count_video_frames,
-    describe_pattern,
     list_frames,
     natural_key,
 )
 from vrme.io import write_text_atomic
-from vrme.labels import (
-    EVENT_COLUMNS,
-    Issue,
-    fold_id_casme3,
-    read_casme3_labels,
-    read_samm_labels,
-    safe_name,
-    with_changes,
-)
+from vrme.labels import EVENT_COLUMNS, Issue, safe_name, with_changes
+from vrme.layouts import VideoEntry  # noqa: F401 - re-exported (it lives in vrme.layouts)
+from vrme.layouts.casme3 import scan as scan_casme3  # noqa: F401 - re-exported
+from vrme.layouts.samm_lv import scan as scan_samm  # noqa: F401 - re-exported
+from vrme.layouts.unlabelled import scan_unlabelled  # noqa: F401 - re-exported
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, SKIPPED_COLUMNS, write_table
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,6 @@ INGEST_RECORD = "ingest.json"
 INGEST_VERSION = 2
 """Version of the ingestion rules (what is read, kept and skipped). Part of the ingest record:
 bump it with any change that changes the manifest, the labels or skipped.csv."""
-
-
-@dataclass
-class VideoEntry:
-    """A video found on disk, before it becomes a manifest row."""
-
-    subject: str
-    subject_dir: str
-    video: str
-    folder: Path | None = None  # frame folder
-    file: Path | None = None  # video file
 
 
 @dataclass
@@ -111,71 +101,12 @@ def _reason_family(reason: str) -> str:
     return text.split(":")[0] if ": " in text and len(text) > 60 else text
 
 
-# -- scanning the folders ---------------------------------------------------------------------
+# -- the dataset section ----------------------------------------------------------------------
 
 
-def scan_casme3(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
-    """Videos of a CAS(ME)^3 root: ``data/<subject>/<video>/color/*.jpg`` (frames directly in
-    the video folder are accepted too, as in the MEGC test release)."""
-    data = root / "data"  # its presence is checked by check_layout
-    entries: list[VideoEntry] = []
-    issues: list[Issue] = []
-    folds: dict[str, str] = {}
-    for sdir in sorted((d for d in data.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
-        fold = fold_id_casme3(sdir.name)
-        if fold in folds:
-            raise DataError(f"{data}: subject folders {folds[fold]!r} and {sdir.name!r} both give "
-                            f"subject id {fold!r} (the part after the last dot names the fold): "
-                            "rename one")
-        folds[fold] = sdir.name
-        for vdir in sorted((d for d in sdir.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
-            folder = vdir / "color" if (vdir / "color").is_dir() else vdir
-            entries.append(VideoEntry(fold, sdir.name, vdir.name, folder=folder))
-    return entries, issues
-
-
-def scan_samm(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
-    """Videos of a SAMM-LV root: ``SAMM_longvideos/<sss>_<v>/*.jpg``."""
-    base = root / "SAMM_longvideos"  # its presence is checked by check_layout
-    entries: list[VideoEntry] = []
-    issues: list[Issue] = []
-    for vdir in sorted((d for d in base.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name)):
-        subject = vdir.name.split("_")[0]
-        entries.append(VideoEntry(subject, subject, vdir.name, folder=vdir))
-    return entries, issues
-
-
-def scan_unlabelled(root: Path) -> tuple[list[VideoEntry], list[Issue]]:
-    """Every folder under ``root`` that holds image files, and every video file, is a video.
-
-    Subject and video names: a ``color`` folder is named by its parent (CAS(ME)^3 style); a
-    folder named ``<sss>_<v>`` belongs to subject ``sss`` (SAMM style); otherwise the parent
-    folder is the subject. A video file ``<parent>/<stem>.mp4`` is subject ``<parent>`` (or
-    its stem at the root), video ``<stem>``.
-    """
-    if not root.is_dir():
-        raise DataError(f"dataset root {root} is not a folder")
-    entries: list[VideoEntry] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort(key=natural_key)
-        here = Path(dirpath)
-        images = [f for f in filenames if f.lower().endswith((".jpg", ".jpeg", ".png", ".bmp"))]
-        if images:
-            name = here.name if here != root else root.name
-            parent = here.parent
-            if name == "color":
-                name, parent = parent.name, parent.parent
-            if re.fullmatch(r"\d+_\d+", name):
-                subject = name.split("_")[0]
-            else:
-                subject = parent.name if parent != root.parent and parent.name else name
-            entries.append(VideoEntry(fold_id_casme3(subject), subject, name, folder=here))
-        for f in sorted(filenames, key=natural_key):
-            if f.lower().endswith(VIDEO_EXTENSIONS):
-                p = here / f
-                subject = here.name if here != root else p.stem
-                entries.append(VideoEntry(subject, subject, p.stem, file=p))
-    return entries, []
+def _dataset(cfg: Config | DatasetConfig) -> DatasetConfig:
+    """The dataset section of a config (the functions below take either)."""
+    return cfg.dataset if isinstance(cfg, Config) else cfg
 
 
 def _describe_gaps(gaps: list[tuple[int, int]]) -> str:
@@ -184,22 +115,19 @@ def _describe_gaps(gaps: list[tuple[int, int]]) -> str:
     return f"frames {text} ({sum(b - a + 1 for a, b in gaps)} missing)"
 
 
-FRAME_PREFIX = {"casme3": lambda video: "", "samm_lv": lambda video: f"{video}_"}
-"""The frame-name prefix of each labelled layout (DATASETS.md): CAS(ME)^3 ``<n>.jpg``, SAMM-LV
-``<video>_<nnnn>.jpg``; unlabelled layouts take the pattern most files of a folder follow."""
-
-
 def _some(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit
                                        else "")
 
 
 def build_manifest(
-    entries: Iterable[VideoEntry], root: Path, cfg: Config
+    entries: Iterable[VideoEntry], root: Path, cfg: Config | DatasetConfig
 ) -> tuple[pd.DataFrame, list[Issue]]:
-    """List each video's frames, detect gaps, and build manifest rows (schema MANIFEST_SCHEMA)."""
+    """List each video's frames, detect gaps, and build manifest rows (schema MANIFEST_SCHEMA).
+    ``cfg`` is a config or its dataset section."""
     import cv2
 
+    ds = _dataset(cfg)
     rows: list[dict[str, Any]] = []
     issues: list[Issue] = []
     seen: set[tuple[str, str]] = set()
@@ -216,11 +144,11 @@ def build_manifest(
             except FrameError as exc:
                 issues.append(with_changes(base, item=_rel(e.file, root), reason=str(exc)))
                 continue
-            rows.append(_row(cfg, e, root, _rel(e.file, root), "video", None, 0, n - 1, n, n, [],
-                             "video", fps or cfg.dataset.fps, w, h))
+            rows.append(_row(ds, e, root, _rel(e.file, root), "video", None, 0, n - 1, n, n, [],
+                             "video", fps or ds.fps, w, h))
             continue
         assert e.folder is not None
-        prefix_of = FRAME_PREFIX.get(cfg.dataset.layout)
+        prefix_of = layouts.get(ds.layout).frame_prefix
         try:
             listing = list_frames(e.folder, prefix_of(e.video) if prefix_of else None)
         except FrameError as exc:
@@ -235,7 +163,7 @@ def build_manifest(
         numbering = "contiguous"
         if listing.gaps:
             numbering = "gaps"
-            limit = cfg.dataset.max_frame_gap
+            limit = ds.max_frame_gap
             if listing.longest_gap > limit:
                 long = [(a, b) for a, b in listing.gaps if b - a + 1 > limit]
                 issues.append(with_changes(
@@ -244,7 +172,7 @@ def build_manifest(
                            f"for {_describe_gaps(long)} between {listing.files[0]} and "
                            f"{listing.files[-1]} ({pattern})", action="skipped"))
                 continue
-            skip = cfg.dataset.on_frame_gap == "skip_video"
+            skip = ds.on_frame_gap == "skip_video"
             issues.append(with_changes(
                 base, kind="frames", item=_describe_gaps(listing.gaps), reason="frame gap",
                 action="skipped (video left out: dataset.on_frame_gap=skip_video)" if skip
@@ -259,20 +187,20 @@ def build_manifest(
                                  reason="first frame is not a decodable image"))
             continue
         n_frames = listing.last - listing.first + 1
-        rows.append(_row(cfg, e, root, _rel(e.folder, root), "frames", listing, listing.first,
+        rows.append(_row(ds, e, root, _rel(e.folder, root), "frames", listing, listing.first,
                          listing.last, n_frames, len(listing.files), listing.missing, numbering,
-                         cfg.dataset.fps, img.shape[1], img.shape[0]))
+                         ds.fps, img.shape[1], img.shape[0]))
     df = pd.DataFrame(rows, columns=MANIFEST_SCHEMA.names)
     return df, issues
 
 
-def _row(cfg: Config, e: VideoEntry, root: Path, path: str, source: str,
+def _row(ds: DatasetConfig, e: VideoEntry, root: Path, path: str, source: str,
          listing: FrameListing | None, first: int, last: int, n_frames: int, n_files: int,
          missing: list[int], numbering: str, fps: float, w: int, h: int) -> dict[str, Any]:
     prefix, suffix, pad, files = "", "", 0, []
     if listing is not None:
         prefix, suffix, pad = listing.pattern
-    return dict(dataset=cfg.dataset.name, subject=e.subject, subject_dir=e.subject_dir,
+    return dict(dataset=ds.name, subject=e.subject, subject_dir=e.subject_dir,
                 video=e.video, source=source, path=path, name_prefix=prefix, name_suffix=suffix,
                 pad_width=pad, frame_files=files, first_frame=first, last_frame=last,
                 n_frames=n_frames, n_files=n_files, missing_frames=list(missing),
@@ -294,9 +222,7 @@ def _rel(p: Path, root: Path) -> str:
 
 def label_folder(layout: str, subject_dir: str, video: str) -> str:
     """The folder a label row names, relative to the root (the identity rule)."""
-    if layout == "samm_lv":
-        return f"SAMM_longvideos/{video}"
-    return f"data/{subject_dir}/{video}"
+    return layouts.get(layout).where(subject_dir, video)
 
 
 def _nearest(target: str, candidates: list[str]) -> str:
@@ -374,27 +300,36 @@ def validate_events(
     return out[pd.Series(keep, index=events.index, dtype=bool)].copy(), issues
 
 
-def check_layout(cfg: Config, root: Path | None = None) -> list[Path]:
+def check_layout(cfg: Config | DatasetConfig, root: Path | None = None) -> list[Path]:
     """Check that ``root`` (default ``dataset.root``) has the layout's folder and label
     spreadsheets, and return the spreadsheets' paths. Cheap, so the CLI runs it before
-    anything starts. Raises :class:`DataError` (no such folder) or :class:`LabelError`
-    (a spreadsheet missing)."""
-    root = Path(root or cfg.dataset.root or "")
+    anything starts. ``cfg`` is a config or its dataset section. Raises :class:`DataError`
+    (no such folder) or :class:`LabelError` (a spreadsheet missing)."""
+    ds = _dataset(cfg)
+    root = Path(root or ds.root or "")
     if not str(root) or not root.is_dir():
         raise DataError(f"dataset root {root} does not exist (set dataset.root or pass --root)")
-    layout = cfg.dataset.layout
-    need = {"casme3": ("data", "CAS(ME)^3"), "samm_lv": ("SAMM_longvideos", "SAMM-LV")}.get(layout)
-    if need and not (root / need[0]).is_dir():
-        raise DataError(f"{root}: not a {need[1]} root (no {need[0]}/ folder)")
-    paths = [root / f for f in (cfg.dataset.label_files or [])]
-    if layout == "samm_lv" and len(paths) < 2:
-        raise DataError("dataset.label_files: SAMM-LV needs the release and the FACS-codes "
-                        "spreadsheets")
-    if layout in ("casme3", "samm_lv"):
-        for p in paths:
-            if not p.exists():
-                raise LabelError(f"label spreadsheet not found: {p} (dataset.label_files)")
-    return paths
+    return layouts.get(ds.layout).check(ds, root)
+
+
+def read_layout_labels(cfg: Config | DatasetConfig, label_paths: list[Path]
+                       ) -> tuple[pd.DataFrame, list[Issue]]:
+    """The events of the layout's label spreadsheets (``label_paths``, from
+    :func:`check_layout`) and the issues (skipped rows, notes) found reading them; an empty
+    table for unlabelled layouts. Raises :class:`LabelError` for a spreadsheet that cannot be
+    read as meant."""
+    ds = _dataset(cfg)
+    layout = layouts.get(ds.layout)
+    if layout.read_labels is None:
+        return pd.DataFrame(columns=EVENT_COLUMNS), []
+    return layout.read_labels(label_paths, ds)
+
+
+def check_labels(cfg: Config | DatasetConfig) -> None:
+    """Read the label spreadsheets once, before anything starts, so that a spreadsheet that
+    cannot be read as meant stops the command with its one-line error (a few hundred rows read
+    in well under a second; ingestion reads them again)."""
+    read_layout_labels(cfg, check_layout(cfg))
 
 
 def read_layout_labels(cfg: Config, label_paths: list[Path]) -> tuple[pd.DataFrame, list[Issue]]:
@@ -433,8 +368,9 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
     out_dir = Path(out_dir or cfg.ingest_dir)
     label_paths = check_layout(cfg, root)
     layout = cfg.dataset.layout
-    scanner = {"casme3": scan_casme3, "samm_lv": scan_samm}.get(layout, scan_unlabelled)
-    entries, issues = scanner(root)
+    lay = layouts.get(layout)
+    entries, issues = lay.scan(root)
+    left_out = [i for i in issues if i.kind == "video" and i.video]
     for e in entries:
         if not (safe_name(e.subject) and safe_name(e.video)):
             raise DataError(f"{root}: unusable video name {e.subject}/{e.video}")
@@ -443,7 +379,7 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
     emap = dict(cfg.dataset.emotion_map or {})
     events, more = read_layout_labels(cfg, label_paths)
     issues += more
-    if layout in ("casme3", "samm_lv"):
+    if lay.labelled:
         why = {(i.subject, i.video): i.reason for i in issues
                if i.kind == "video" and str(i.action).startswith("skipped")}
         why.update({(i.subject, i.video): f"frame gap ({i.item}); dataset.on_frame_gap="
@@ -452,6 +388,8 @@ def ingest(cfg: Config, *, root: Path | None = None, out_dir: Path | None = None
         in_manifest = set(zip(manifest["subject_dir"], manifest["video"]))
         on_disk = {(e.subject_dir, e.video): None if (e.subject_dir, e.video) in in_manifest
                    else why.get((e.subject, e.video), "left out") for e in entries}
+        for i in left_out:  # folders the scan left out, under the key a label would give them
+            on_disk.setdefault((i.subject, i.video), i.reason)
         events, more = validate_events(events, manifest, emap, layout, on_disk)
         issues += more
         labelled = set(zip(events.loc[events["type"] == "micro", "subject"],

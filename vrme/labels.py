@@ -1,4 +1,5 @@
-"""Label spreadsheets of CAS(ME)^3 and SAMM-LV, read exactly as DATASETS.md describes.
+"""Reading label spreadsheets strictly, as DATASETS.md describes: the rules every layout's reader
+(``vrme/layouts/``) shares.
 
 Every cell is read unambiguously or its row is refused with the reason. Readers return the events
 they could read and a list of :class:`Issue` records (the lines of ``skipped.csv``) for every row
@@ -25,9 +26,11 @@ The rules, per class of problem (docs/DATASETS.md lists them for users):
 - **Sheets.** The labels are the one sheet whose first 50 rows hold the header row; if that is
   not the first sheet, a note says so. No such sheet, or several, is an error listing the
   sheets. A data row that repeats the header is skipped if its columns are in the same order,
-  an error otherwise. Hidden rows are read like the others, with a note.
+  an error otherwise. Hidden rows are read like the others, with a note. A table without a
+  header row (CAS(ME)^2) is read from a sheet named by the layout, its columns by letter
+  (:func:`read_sheets_without_header`); a missing sheet is an error listing the sheets.
 - **Repeats.** Rows describing the same event (same subject, video, onset and offset; for SAMM
-  also the same Filename and Type) identically: the first is kept, the others are skipped as
+  also the same Filename and Type, for CAS(ME)^2 the same subject, clip name and type) identically: the first is kept, the others are skipped as
   duplicates. Described differently (another emotion, apex or type): a contradiction, every
   one of those rows is skipped naming the others, none is used.
 """
@@ -300,26 +303,32 @@ def _sheet_list(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
-               fillable: Iterable[str] = ()) -> Sheet:
-    """Read the label table of a spreadsheet: find the sheet and header row holding every
-    ``required`` column (names compared after :func:`normalize_header`), and the ``required``
-    cells of every row below it. ``fillable`` columns may be merged down over rows (read as
-    meant, noted). See the module docstring for every rule. Raises :class:`LabelError`."""
+def _open_workbook(path: Path) -> tuple[Any, Any]:
+    """The workbook twice: with the values saved with formulas, and with the formulas."""
     import openpyxl
-    from openpyxl.utils import get_column_letter
 
-    path = Path(path)
-    required = list(required)
-    keys = [normalize_header(c) for c in required]
-    want = set(keys)
-    fill = {normalize_header(c) for c in fillable}
     check_workbook_file(path)
     try:
         wb = openpyxl.load_workbook(path, data_only=True)
         wbf = openpyxl.load_workbook(path, data_only=False)
     except Exception as exc:  # openpyxl raises many kinds for a corrupt file
         raise LabelError(f"{path}: cannot read spreadsheet ({type(exc).__name__}: {exc})") from None
+    return wb, wbf
+
+
+def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
+               fillable: Iterable[str] = ()) -> Sheet:
+    """Read the label table of a spreadsheet: find the sheet and header row holding every
+    ``required`` column (names compared after :func:`normalize_header`), and the ``required``
+    cells of every row below it. ``fillable`` columns may be merged down over rows (read as
+    meant, noted). See the module docstring for every rule. Raises :class:`LabelError`."""
+    from openpyxl.utils import get_column_letter
+
+    path = Path(path)
+    required = list(required)
+    keys = [normalize_header(c) for c in required]
+    want = set(keys)
+    wb, wbf = _open_workbook(path)
 
     found: list[tuple[Any, int]] = []
     partial: list[tuple[str, int, int]] = []
@@ -350,11 +359,9 @@ def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
         raise LabelError(f"{path}: several sheets hold a label table with the columns "
                          f"{', '.join(required)}: {where}; keep one sheet, or put all rows on one")
     ws, header_row = found[0]
-    wsf = wbf[ws.title]
-    fname = path.name
     notes: list[Issue] = []
     if ws is not wb.worksheets[0]:
-        notes.append(Issue(kind="label", file=fname, sheet=ws.title, row=header_row,
+        notes.append(Issue(kind="label", file=path.name, sheet=ws.title, row=header_row,
                            reason=f"labels read from sheet {ws.title!r}: the first sheet "
                                   f"{titles[0]!r} has no header row with "
                                   f"{', '.join(required)}", action="kept"))
@@ -372,6 +379,56 @@ def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
                              f"appears in columns {letters}; rename or delete all but one")
     columns = {k: positions[k][0] for k in keys}
     col_titles = {k: str(ws.cell(header_row, columns[k]).value).strip() for k in keys}
+    try:
+        return _read_rows(path, ws, wbf[ws.title], header_row, columns, col_titles,
+                          fillable, notes)
+    finally:
+        wb.close()
+        wbf.close()
+
+
+def read_sheets_without_header(
+    path: str | os.PathLike[str],
+    tables: Sequence[tuple[str, Sequence[tuple[str, str]], Iterable[str]]],
+) -> list[Sheet]:
+    """Read tables that have no header row, every row of them being data: for each
+    ``(sheet name, [(column letter, title), ...], fillable titles)`` the named sheet (names
+    compared after :func:`normalize_header`) and the given columns of all its rows. Titles
+    name the columns in messages (``skipped.csv`` also gives the letter). Every cell rule of
+    :func:`read_sheet` applies. Raises :class:`LabelError` when a sheet is missing."""
+    from openpyxl.utils import column_index_from_string
+
+    path = Path(path)
+    wb, wbf = _open_workbook(path)
+    try:
+        out = []
+        titles = [ws.title for ws in wb.worksheets]
+        for name, cols, fillable in tables:
+            hits = [ws for ws in wb.worksheets
+                    if normalize_header(ws.title) == normalize_header(name)]
+            if not hits:
+                raise LabelError(f"{path}: no sheet {name!r} (sheets: {_sheet_list(titles)})")
+            ws = hits[0]
+            columns = {normalize_header(t): column_index_from_string(letter) for letter, t in cols}
+            col_titles = {normalize_header(t): t for _, t in cols}
+            out.append(_read_rows(path, ws, wbf[ws.title], 0, columns, col_titles, fillable, []))
+        return out
+    finally:
+        wb.close()
+        wbf.close()
+
+
+def _read_rows(path: Path, ws: Any, wsf: Any, header_row: int, columns: dict[str, int],
+               col_titles: dict[str, str], fillable: Iterable[str],
+               notes: list[Issue]) -> Sheet:
+    """The data rows below ``header_row`` (0: no header) of ``ws`` (``wsf``: the same sheet
+    with its formulas): the ``columns`` cells of each, with merged cells, formulas, repeated
+    headers, empty and hidden rows handled as the module docstring says."""
+    from openpyxl.utils import get_column_letter
+
+    fname = path.name
+    fill = {normalize_header(c) for c in fillable}
+    want = set(columns)
     by_index = {i: k for k, i in columns.items()}
 
     # Merged ranges that reach a read cell below the header.
@@ -399,7 +456,8 @@ def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
                 action="kept"))
 
     rows: list[tuple[int, dict[str, Cell]]] = []
-    header_keys = [normalize_header(c.value) for c in header_cells]
+    header_keys = ([normalize_header(c.value) for c in ws[header_row]] if header_row
+                   else [""] * ws.max_column)
     for row in ws.iter_rows(min_row=header_row + 1):
         if not row:
             continue
@@ -408,7 +466,7 @@ def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
         if all(_is_blank(v) for v in values) and not any((r, i) in merged for i in by_index):
             continue
         names = [normalize_header(v) for v in values]
-        if want <= set(names):
+        if header_row and want <= set(names):
             same = all(i - 1 < len(names) and names[i - 1] == k for k, i in columns.items())
             if not same:
                 moved = next(k for k, i in columns.items()
@@ -453,13 +511,11 @@ def read_sheet(path: str | os.PathLike[str], required: Iterable[str],
                                reason="the row is hidden in the spreadsheet; it is read like "
                                       "any other row", action="kept"))
         rows.append((r, cells))
-    wb.close()
-    wbf.close()
     return Sheet(path=path, name=ws.title, header_row=header_row, columns=columns,
                  titles=col_titles, rows=rows, notes=notes)
 
 
-class _Row:
+class Row:
     """Reads the cells of one row, collecting every problem (column letter, reason)."""
 
     def __init__(self, sheet: Sheet, cells: Mapping[str, Cell]):
@@ -571,212 +627,36 @@ def _show(value: Any) -> str:
     return "none" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
-# -- CAS(ME)^3 --------------------------------------------------------------------------------
-
-CASME3_COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "emotion"]
-_DESCRIBE = {"subject_dir": "subject", "video": "video", "onset": "onset", "offset": "offset",
-             "apex": "apex", "emotion_raw": "emotion", "type": "type", "event_id": "Filename",
-             "type_raw": "Type"}
+DESCRIBE = {"subject_dir": "subject", "video": "video", "onset": "onset", "offset": "offset",
+            "apex": "apex", "emotion_raw": "emotion", "type": "type", "event_id": "Filename",
+            "type_raw": "Type"}
+"""How :func:`drop_repeats` names the event columns in its reasons."""
 
 
-def read_casme3_labels(
-    path: str | os.PathLike[str], emotion_map: Mapping[str, str]
-) -> tuple[pd.DataFrame, list[Issue]]:
-    """Read the CAS(ME)^3 part A spreadsheet (header in row 1:
-    Subject, Filename, Onset, Apex, Offset, AU, Objective class, emotion).
-
-    Every row is a micro-expression. Frame numbers are the jpg numbers (original numbering).
-    ``Subject`` and ``Filename`` name the folder ``data/<Subject>/<Filename>/`` exactly.
-    Returns (events with :data:`EVENT_COLUMNS`, issues).
-    """
-    sheet = read_sheet(path, CASME3_COLUMNS, fillable=["Subject", "Filename", "emotion"])
-    events: list[dict[str, Any]] = []
-    issues: list[Issue] = list(sheet.notes)
-    fname = sheet.path.name
-    for row_no, cells in sheet.rows:
-        r = _Row(sheet, cells)
-        subject_dir, video = r.name("subject"), r.name("filename")
-        onset, apex, offset = r.frame("onset"), r.frame("apex"), r.frame("offset")
-        raw = r.text("emotion").lower()
-        base = Issue(kind="label", file=fname, sheet=sheet.name, row=row_no,
-                     subject=subject_dir, video=video)
-        if r.problems:
-            issues.append(r.issue(base))
-            continue
-        events.append(dict(subject=fold_id_casme3(subject_dir), subject_dir=subject_dir,
-                           video=video, onset=onset, apex=apex, offset=offset, type="micro",
-                           emotion_raw=raw, emotion=emotion_map.get(raw), source_file=fname,
-                           source_sheet=sheet.name, source_row=row_no))
-    events, more = drop_repeats(
-        events, [(("subject_dir", "video", "onset", "offset"), ("apex", "emotion_raw"))],
-        _DESCRIBE)
-    return _frame(events), issues + more
+def unannotated_frames(base: Issue, apex: int | None, offset: int | None, missing_apex: int
+                       ) -> tuple[int | None, int | None, list[Issue]]:
+    """The special frame values of SAMM-LV and CAS(ME)^2: an apex of ``missing_apex`` (-1,
+    0) is "not annotated" (apex left empty, noted); an offset of 0 means "use the apex"
+    (noted), and with no apex the row has no end frame (offset None: refused). Returns (apex,
+    offset, the notes)."""
+    notes: list[Issue] = []
+    if apex == missing_apex:
+        apex = None
+        notes.append(with_changes(base, reason=f"apex {missing_apex}: not annotated (apex left "
+                                               "empty)", action="kept"))
+    if offset == 0:
+        if apex is None:
+            notes.append(with_changes(base, reason="offset 0 and apex not annotated: no end "
+                                                   "frame"))
+            return apex, None, notes
+        offset = apex
+        notes.append(with_changes(base, reason="offset 0: the apex is used as offset",
+                                  action="kept"))
+    return apex, offset, notes
 
 
-# -- SAMM-LV ----------------------------------------------------------------------------------
-
-SAMM_RELEASE_COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "Type"]
-SAMM_FACS_COLUMNS = ["Subject", "Filename", "Micro", "Estimated Emotion"]
-_SAMM_FILENAME = re.compile(r"^([^_]+)_([^_]+)_([^_]+)$")
-
-
-def samm_video_of(filename: str) -> tuple[str, str] | None:
-    """SAMM event Filename '006_1_3' -> (subject '006', video '006_1'); None unless it is
-    exactly three non-empty parts joined by '_'."""
-    m = _SAMM_FILENAME.match(filename)
-    if not m:
-        return None
-    return m.group(1), f"{m.group(1)}_{m.group(2)}"
-
-
-def samm_type(value: str) -> str | None:
-    """SAMM 'Type': 'Micro - 1/2' (any 'Micro...') -> 'micro', 'Macro...' -> 'macro', else
-    None."""
-    v = value.strip().lower()
-    return "micro" if v.startswith("micro") else "macro" if v.startswith("macro") else None
-
-
-def _same_subject(cell: str, from_filename: str) -> bool:
-    if cell == from_filename:
-        return True
-    return cell.isdigit() and from_filename.isdigit() and int(cell) == int(from_filename)
-
-
-def read_samm_labels(
-    release_path: str | os.PathLike[str],
-    facs_path: str | os.PathLike[str],
-    emotion_map: Mapping[str, str],
-    drop_onset_zero: bool = True,
-) -> tuple[pd.DataFrame, list[Issue]]:
-    """Read SAMM-LV's two spreadsheets and join them on (Filename, Type).
-
-    ``SAMM_LongVideos_V3_Release.xlsx`` lists every event (micro and macro); its micro rows take
-    their emotion from ``SAMM_Micro_FACS_Codes_v2.xlsx`` (column 'Estimated Emotion', joined on
-    Filename and the 'Micro' column). Apex -1 means "not annotated" (kept, apex null); offset 0
-    means "use the apex"; onset 0 rows are dropped when ``drop_onset_zero`` (as the reference).
-    ``Filename`` is ``<subject>_<video>_<event>`` and names the folder
-    ``SAMM_longvideos/<subject>_<video>/`` exactly; the ``Subject`` cell must agree with it
-    (``6`` and ``006`` agree). Subject codes stay zero-padded strings taken from the Filename.
-    """
-    release = read_sheet(release_path, SAMM_RELEASE_COLUMNS, fillable=["Subject", "Type"])
-    facs = read_sheet(facs_path, SAMM_FACS_COLUMNS,
-                      fillable=["Subject", "Micro", "Estimated Emotion"])
-    rel_name, facs_name = release.path.name, facs.path.name
-    issues: list[Issue] = list(release.notes) + list(facs.notes)
-
-    # Emotions: (Filename, Micro) -> rows; rows that disagree make the key unusable.
-    by_key: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    facs_skipped: dict[tuple[str, str], str] = {}
-    for row_no, cells in facs.rows:
-        r = _Row(facs, cells)
-        filename, micro = r.text("filename"), r.text("micro")
-        emotion = r.text("estimated emotion")
-        base = Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no, item=filename)
-        key = (filename, micro.lower())
-        if r.problems:
-            issues.append(r.issue(base))
-            if filename and micro:
-                facs_skipped.setdefault(key, f"its row {row_no} in {facs_name} was skipped "
-                                             f"({r.problems[0][1]})")
-            continue
-        by_key.setdefault(key, []).append((row_no, emotion))
-    emotions: dict[tuple[str, str], tuple[str, int] | str] = {}
-    for key, rows in by_key.items():
-        distinct = {e.lower() for _, e in rows}
-        if len(distinct) == 1:
-            emotions[key] = (rows[0][1], rows[0][0])
-            for row_no, _ in rows[1:]:
-                issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
-                                    item=key[0], reason=f"duplicate (Filename, Micro) of row "
-                                                        f"{rows[0][0]}"))
-            continue
-        listing = ", ".join(f"{e!r} in row {n}" for n, e in rows)
-        emotions[key] = (f"{facs_name} gives contradictory emotions for Filename {key[0]!r}, "
-                         f"Micro {key[1]!r}: {listing}")
-        for row_no, _ in rows:
-            issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
-                                item=key[0], reason=f"contradiction: {listing} for the same "
-                                                    "(Filename, Micro); none is used"))
-
-    events: list[dict[str, Any]] = []
-    used: set[tuple[str, str]] = set()
-    for row_no, cells in release.rows:
-        r = _Row(release, cells)
-        filename = r.name("filename")
-        subject_cell = r.text("subject", required=False)
-        type_raw = r.text("type")
-        onset = r.frame("onset")
-        apex = r.frame("apex", allowed_negative=(-1,))
-        offset = r.frame("offset")
-        base = Issue(kind="label", file=rel_name, sheet=release.name, row=row_no, item=filename)
-        sv = samm_video_of(filename) if filename else None
-        if filename and sv is None:
-            r.problem("filename", f"'Filename' {filename!r} is not <subject>_<video>_<event>")
-        if sv is not None:
-            base.subject, base.video = sv
-            if subject_cell and not _same_subject(subject_cell, sv[0]):
-                r.problem("subject", f"'Subject' is {subject_cell!r} but 'Filename' {filename!r} "
-                                     f"belongs to subject {sv[0]!r}")
-        kind = samm_type(type_raw) if type_raw else None
-        if type_raw and kind is None:
-            r.problem("type", f"'Type' {type_raw!r} is neither Micro nor Macro")
-        if r.problems:
-            issues.append(r.issue(base))
-            continue
-        assert sv is not None and onset is not None and offset is not None and kind is not None
-        subject, video = sv
-        if apex == -1:
-            apex = None
-            issues.append(with_changes(base, reason="apex -1: not annotated (apex left empty)",
-                                       action="kept"))
-        if offset == 0:
-            if apex is None:
-                issues.append(with_changes(base, reason="offset 0 and apex not annotated: no "
-                                                        "end frame"))
-                continue
-            offset = apex
-            issues.append(with_changes(base, reason="offset 0: the apex is used as offset",
-                                       action="kept"))
-        if onset == 0 and drop_onset_zero:
-            issues.append(with_changes(base, reason="onset 0 (dropped as the reference loader "
-                                                    "does; set dataset.drop_onset_zero: false "
-                                                    "to keep)"))
-            continue
-        raw_emotion, emotion = "", None
-        if kind == "micro":
-            key = (filename, type_raw.lower())
-            used.add(key)
-            hit = emotions.get(key)
-            if hit is None:
-                why = facs_skipped.get(key, f"no row with Filename {filename!r} and Micro "
-                                            f"{type_raw!r} in {facs_name}")
-                issues.append(with_changes(base, reason=f"no emotion: {why}"))
-                continue
-            if isinstance(hit, str):
-                issues.append(with_changes(base, reason=f"no emotion: {hit}"))
-                continue
-            raw_emotion = hit[0].lower()
-            emotion = emotion_map.get(raw_emotion)
-        events.append(dict(subject=subject, subject_dir=subject, video=video, onset=onset,
-                           apex=apex, offset=offset, type=kind, emotion_raw=raw_emotion,
-                           emotion=emotion, source_file=rel_name, source_sheet=release.name,
-                           source_row=row_no, event_id=filename, type_raw=type_raw.lower()))
-    for key, rows in by_key.items():
-        if key not in used and not isinstance(emotions[key], str):
-            for row_no, _ in rows[:1]:
-                issues.append(Issue(kind="label", file=facs_name, sheet=facs.name, row=row_no,
-                                    item=key[0], reason=f"not used: no micro-expression row of "
-                                                        f"{rel_name} with this Filename and Type "
-                                                        "was read"))
-    events, more = drop_repeats(
-        events,
-        [(("subject_dir", "video", "onset", "offset"), ("apex", "type", "emotion_raw")),
-         (("event_id", "type_raw"), ("onset", "apex", "offset"))],
-        _DESCRIBE)
-    return _frame(events), issues + more
-
-
-def _frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+def events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+    """The event table (:data:`EVENT_COLUMNS`) of a reader's events."""
     df = pd.DataFrame(events, columns=EVENT_COLUMNS)
     for col in ("onset", "apex", "offset"):
         df[col] = df[col].astype("Int64")

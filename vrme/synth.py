@@ -1,4 +1,5 @@
-"""Synthetic micro-expression datasets in the exact on-disk layouts of CAS(ME)^3 and SAMM-LV.
+"""Synthetic micro-expression datasets in the exact on-disk layouts of CAS(ME)^3, SAMM-LV and
+CAS(ME)^2.
 
 The generator renders long 8-bit grayscale face videos from the astronaut photo shipped with
 scikit-image (``skimage.data.astronaut()``). Each synthetic *subject* is that face with its own
@@ -24,7 +25,8 @@ from both ends of a video; blinks and jerks avoid MEs. Every random choice is dr
 Generators seeded by ``(seed, subject)`` and ``(seed, subject, video)``, so one video can be
 regenerated alone and the same spec always gives byte-identical frames and spreadsheets.
 
-Layouts written (DATASETS.md):
+Layouts written (DATASETS.md; each layout's folder and frame names and its spreadsheet writer
+are declared by its module in ``vrme/layouts/``, :class:`vrme.layouts.Rendering`):
 
 - ``casme3``: ``OUT/data/spNO.<i>/<video>/color/<n>.jpg`` (n from 0, not padded; videos ``a``,
   ``b``, ...), ``OUT/casme3_label.xlsx`` (sheet ``label``, header in row 1). As in the real part A
@@ -34,8 +36,12 @@ Layouts written (DATASETS.md):
   ``OUT/SAMM_LongVideos_V3_Release.xlsx`` (preamble rows 1-9, header row 10; MEs typed
   ``Micro - 1/2`` and macro-expressions typed ``Macro``) and ``OUT/SAMM_Micro_FACS_Codes_v2.xlsx``
   (sheet ``MICRO_ONLY``, preamble rows 1-13, header row 14; MEs only, with the emotion).
+- ``casme2``: ``OUT/rawpic/s<NN>/<NN>_<code><name>/img<nnn>.jpg`` (n from 1, at least 3 digits;
+  subject ``i`` in folder ``s<14+i>``, videos the release's stimulus codes ``0101``, ``0102``,
+  ``0401``, ...), ``OUT/CAS(ME)^2code_final.xlsx`` (sheets ``CASFEcode_final``, no header row,
+  every ME and macro-expression; ``naming rule1`` and ``naming rule2``).
 
-Both layouts also get ``OUT/ground_truth.csv`` (STRS format: subject, video, onset, offset,
+Every layout also gets ``OUT/ground_truth.csv`` (STRS format: subject, video, onset, offset,
 emotion; MEs only, emotion mapped to negative/positive/surprise/others, subject = fold id),
 ``OUT/synth_events.csv`` (every ME and macro-expression, with its AU and amplitude),
 ``OUT/synth_distractors.csv`` (blinks and head jerks) and, written last,
@@ -60,12 +66,23 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vrme.interrupt import check as check_interrupt
+from vrme import layouts
 from vrme.errors import UserError
+from vrme.interrupt import check as check_interrupt
+from vrme.layouts.casme3 import HEADER as CASME3_HEADER  # noqa: F401 - re-exported
+from vrme.layouts.casme3 import LABEL_FILE as CASME3_LABEL_FILE  # noqa: F401
+from vrme.layouts.samm_lv import (  # noqa: F401 - re-exported
+    SAMM_FACS_FILE,
+    SAMM_FACS_HEADER,
+    SAMM_MACRO_TYPE,
+    SAMM_MICRO_TYPE,
+    SAMM_RELEASE_FILE,
+    SAMM_RELEASE_HEADER,
+)
 
 # pandas and vrme.io (pyarrow) are imported where used: rendering workers never need them and
 # start faster without.
@@ -81,10 +98,9 @@ worker processes would cost more than it saves)."""
 
 log = logging.getLogger(__name__)
 
-SynthLayout = Literal["casme3", "samm-lv"]
-
-DEFAULT_FPS: dict[str, float] = {"casme3": 30.0, "samm-lv": 200.0}
-"""Frame rate of each layout when the spec leaves ``fps`` unset (frames/s)."""
+SynthLayout = str
+"""A layout ``vrme synth`` renders: :func:`vrme.layouts.synth_names` (casme2, casme3,
+samm-lv)."""
 
 GROUND_TRUTH_COLUMNS = ["subject", "video", "onset", "offset", "emotion"]
 
@@ -146,76 +162,6 @@ _ACTION_OBJECTIVE = {
     "lip_press": 7,
     "eye_squint": 4,
 }
-_ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII"}
-
-# Raw emotion words as each dataset writes them, with drawing probabilities.
-_RAW_EMOTIONS: dict[str, dict[str, tuple[tuple[str, ...], tuple[float, ...]]]] = {
-    "casme3": {
-        "surprise": (("surprise",), (1.0,)),
-        "positive": (("happy",), (1.0,)),
-        "negative": (("disgust", "anger", "sad", "fear"), (0.4, 0.3, 0.15, 0.15)),
-        "others": (("others",), (1.0,)),
-    },
-    "samm-lv": {
-        "surprise": (("Surprise",), (1.0,)),
-        "positive": (("Happiness",), (1.0,)),
-        "negative": (
-            ("Anger", "Disgust", "Contempt", "Sadness", "Fear"),
-            (0.35, 0.25, 0.2, 0.1, 0.1),
-        ),
-        "others": (("Other",), (1.0,)),
-    },
-}
-
-SAMM_MICRO_TYPE = "Micro - 1/2"
-SAMM_MACRO_TYPE = "Macro"
-
-CASME3_LABEL_FILE = "casme3_label.xlsx"
-SAMM_RELEASE_FILE = "SAMM_LongVideos_V3_Release.xlsx"
-SAMM_FACS_FILE = "SAMM_Micro_FACS_Codes_v2.xlsx"
-CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class",
-                 "emotion"]
-SAMM_RELEASE_HEADER = ["Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset",
-                       "Duration", "Type", "Action Units", "Notes"]
-SAMM_FACS_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
-                    "Offset Frame", "Duration", "Micro", "Action Units", "Estimated Emotion",
-                    "Objective Classes", "Notes"]
-SAMM_RELEASE_HEADER_ROW = 10
-SAMM_FACS_HEADER_ROW = 14
-
-# Preamble cells of the two SAMM spreadsheets as the releases have them: (cell, text).
-_SAMM_RELEASE_PREAMBLE: tuple[tuple[str, str], ...] = (
-    ("A1", "SAMM Long Videos Dataset - FACS Codes"),
-    ("A3", "Symbol Key:"),
-    ("A4", '"/" = or'),
-    ("A6", "AU Help:"),
-    ("A7", '"L2 or R2" = Unilateral AU 2 on left side of face / right side of face'),
-    ("F7", "NOTE: Subjects with Apex Frame not annotated were labelled as -1."),
-    ("A8", '"A2" = Asymmetric AU 2. Occurs on both sides of face but stronger on one side'),
-)
-_SAMM_FACS_PREAMBLE: tuple[tuple[str, str], ...] = (
-    ("A1", "SAMM Dataset - Master FACS Codes"),
-    ("E1", "(Note to the users: If you're using SAMM, please cite: Davison, A. K., Lansley, C., "
-           "Costen, N., Tan, K., & Yap, M. H. (2016). SAMM: A spontaneous micro-facial movement "
-           "dataset. IEEE Transactions on Affective Computing.)"),
-    ("A3", "9/9/17 - New updates with Emotional and Objective Classes. For details please refer "
-           "to: "),
-    ("I3", "arXiv preprint arXiv:1708.07549."),
-    ("E4", "(Note to the users: if you're using the emotional or objective classes, please cite: "
-           "Davison, A. K., Merghani, W., & Yap, M. H. (2017). Objective Classes for "
-           "Micro-Facial Expression Recognition. arXiv preprint arXiv:1708.07549.)"),
-    ("A6", "Symbol Key:"),
-    ("A7", '"/" = or'),
-    ("A8", '"?" = some AU\'s continue for a while and have unclear offset'),
-    ("A10", "AU Help:"),
-    ("A11", '"L2 or R2" = Unilateral AU 2 on left side of face / right side of face'),
-    ("A12", '"A2" = Asymmetric AU 2. Occurs on both sides of face but stronger on one side'),
-)
-# Number formats of the header cells in the releases (column letter -> format).
-_SAMM_RELEASE_HEADER_FORMATS = {"A": "@", "B": "#,##0", "C": "#,##0", "D": "0", "E": "0",
-                                "F": "0", "G": "0", "H": "#,##0"}
-_SAMM_FACS_HEADER_FORMATS = {"A": "@", "B": "#,##0", "C": "#,##0", "D": "#,##0", "F": "#,##0",
-                             "G": "#,##0", "H": "#,##0", "J": "#,##0", "K": "#,##0"}
 
 # Fixed timestamp for every spreadsheet, so that the same spec gives byte-identical files.
 _FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
@@ -236,7 +182,7 @@ class SynthSpec:
     """What to generate.
 
     ``seconds`` is the length of every video; ``fps`` (frames/s) defaults to the layout's rate
-    (30 for casme3, 200 for samm-lv). ``mes_per_video`` / ``macros_per_video`` are targets: events
+    (30 for casme3 and casme2, 200 for samm-lv). ``mes_per_video`` / ``macros_per_video`` are targets: events
     that do not fit a short video (each needs its own length plus 1 s of separation) are left
     out with a warning. ``head_motion`` and ``noise`` scale head drift/jerks and sensor noise
     (0 switches them off); ``blinks_per_minute`` is the mean blink rate (0 = none).
@@ -263,12 +209,13 @@ class SynthSpec:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        layout = str(self.layout).replace("_", "-").lower()
-        if layout not in DEFAULT_FPS:
-            raise SynthError(f"synth layout must be casme3 or samm-lv, got {self.layout!r}")
-        object.__setattr__(self, "layout", layout)
-        object.__setattr__(self, "fps", float(DEFAULT_FPS[layout] if self.fps is None
-                                              else self.fps))
+        found = layouts.rendered(str(self.layout))
+        if found is None or found.rendering is None:
+            raise SynthError(f"synth layout must be one of {', '.join(layouts.synth_names())}, "
+                             f"got {self.layout!r}")
+        r = found.rendering
+        object.__setattr__(self, "layout", r.name)
+        object.__setattr__(self, "fps", float(r.fps if self.fps is None else self.fps))
         checks = [
             (self.subjects >= 1, "subjects must be >= 1"),
             (self.videos >= 1, "videos must be >= 1"),
@@ -281,7 +228,10 @@ class SynthSpec:
             (self.head_motion >= 0 and self.noise >= 0, "head_motion and noise must be >= 0"),
             (self.blinks_per_minute >= 0, "blinks_per_minute must be >= 0"),
             (self.workers is None or self.workers >= 1, "workers must be >= 1"),
-            (self.layout != "samm-lv" or self.subjects <= 999, "samm-lv allows 999 subjects"),
+            (r.max_subjects is None or self.subjects <= r.max_subjects,
+             f"{r.name} allows {r.max_subjects} subjects"),
+            (r.max_videos is None or self.videos <= r.max_videos,
+             f"{r.name} allows {r.max_videos} videos per subject"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -296,9 +246,15 @@ class SynthSpec:
         return int(round(self.seconds * float(self.fps or 0)))
 
     @property
+    def rendering(self) -> layouts.Rendering:
+        """How the layout is written (folder and frame names, spreadsheets)."""
+        return _rendering(self.layout)
+
+    @property
     def first_frame(self) -> int:
-        """Number of the first frame in the jpg names: 0 for casme3, 1 for samm-lv."""
-        return 0 if self.layout == "casme3" else 1
+        """Number of the first frame in the jpg names: 0 for casme3, 1 for samm-lv and
+        casme2."""
+        return self.rendering.first_frame
 
     def as_dict(self) -> dict[str, Any]:
         """The fields that determine the output (``workers`` does not)."""
@@ -337,35 +293,34 @@ class SynthResult:
 # ---------------------------------------------------------------------------------------------
 
 
+def _rendering(layout: str) -> layouts.Rendering:
+    found = layouts.rendered(layout)
+    if found is None or found.rendering is None:
+        raise SynthError(f"synth layout must be one of {', '.join(layouts.synth_names())}, "
+                         f"got {layout!r}")
+    return found.rendering
+
+
 def subject_names(layout: str, index: int) -> tuple[str, str]:
     """(subject_dir, fold id) of 1-based subject ``index``: casme3 ('spNO.3', '3'),
-    samm-lv ('003', '003')."""
-    if layout == "casme3":
-        return f"spNO.{index}", str(index)
-    code = f"{index:03d}"
-    return code, code
+    samm-lv ('003', '003'), casme2 ('s17', 's17')."""
+    return _rendering(layout).subject_names(index)
 
 
 def video_name(layout: str, subject_dir: str, index: int) -> str:
     """Name of 1-based video ``index`` of a subject: casme3 'a'..'z', then 'a1'..'z1', ...;
-    samm-lv '<sss>_<index>'."""
-    if layout == "casme3":
-        letter = chr(ord("a") + (index - 1) % 26)
-        cycle = (index - 1) // 26
-        return letter if cycle == 0 else f"{letter}{cycle}"
-    return f"{subject_dir}_{index}"
+    samm-lv '<sss>_<index>'; casme2 '<NN>_<code>' (the manifest's video name)."""
+    return _rendering(layout).video_name(subject_dir, index)
 
 
 def frame_relpath(layout: str, subject_dir: str, video: str, number: int) -> str:
     """Path of frame ``number`` (original numbering) relative to the dataset root."""
-    if layout == "casme3":
-        return f"data/{subject_dir}/{video}/color/{number}.jpg"
-    return f"SAMM_longvideos/{video}/{video}_{number:04d}.jpg"
+    return _rendering(layout).frame_relpath(subject_dir, video, number)
 
 
 def video_relpath(layout: str, subject_dir: str, video: str) -> str:
     """Folder holding a video's frames, relative to the dataset root."""
-    return f"data/{subject_dir}/{video}" if layout == "casme3" else f"SAMM_longvideos/{video}"
+    return _rendering(layout).video_folder(subject_dir, video)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -783,7 +738,7 @@ def _schedule(rng: np.random.Generator, spec: SynthSpec, n: int) -> list[_Event]
     parts = rng.dirichlet(np.ones(len(kinds) + 1)) * slack if kinds else np.zeros(1)
     extra = np.floor(parts).astype(int)
 
-    raw_table = _RAW_EMOTIONS[spec.layout]
+    raw_table = spec.rendering.raw_emotions
     events: list[_Event] = []
     pos = margin
     actions_all = [a for a in _ACTION_AU]
@@ -1040,7 +995,7 @@ def _render_video_job(job: _VideoJob, on_frame: Callable[[], None] | None = None
     final = job.out_dir / video_relpath(spec.layout, subject.subject_dir, video)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(final)
-    frame_dir = tmp / "color" if spec.layout == "casme3" else tmp
+    frame_dir = tmp / spec.rendering.frame_subfolder if spec.rendering.frame_subfolder else tmp
     frame_dir.mkdir(parents=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(spec.jpeg_quality)]
     first = spec.first_frame
@@ -1070,7 +1025,7 @@ def _render_video_job(job: _VideoJob, on_frame: Callable[[], None] | None = None
 # ---------------------------------------------------------------------------------------------
 
 
-def _xlsx_bytes(wb: Any) -> bytes:
+def xlsx_bytes(wb: Any) -> bytes:
     """Save an openpyxl workbook with fixed timestamps (byte-identical for identical content)."""
     wb.properties.creator = "vrme synth"
     raw = io.BytesIO()
@@ -1089,85 +1044,6 @@ def _xlsx_bytes(wb: Any) -> bytes:
             info.external_attr = item.external_attr
             zout.writestr(info, data)
     return out.getvalue()
-
-
-def _write_casme3_labels(path: Path, micro: pd.DataFrame) -> Path:
-    from openpyxl import Workbook
-
-    from vrme.io import write_bytes_atomic
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "label"
-    ws.append(CASME3_HEADER)
-    for r in micro.itertuples(index=False):
-        ws.append([r.subject_dir, r.video, int(r.onset), int(r.apex), int(r.offset), str(r.au),
-                   _ROMAN[int(r.objective_class)], r.emotion_raw])
-    return write_bytes_atomic(path, _xlsx_bytes(wb))
-
-
-def _samm_rows(events: pd.DataFrame, unannotated_apex: bool) -> list[dict[str, Any]]:
-    rows = []
-    first_micro_done = False
-    for r in events.itertuples(index=False):
-        micro = r.type == "micro"
-        apex = int(r.apex)
-        if micro and unannotated_apex and not first_micro_done:
-            apex = -1
-        first_micro_done = first_micro_done or micro
-        rows.append(dict(
-            subject=r.subject_dir, filename=f"{r.video}_{int(r.event)}",
-            inducement=int(str(r.video).rsplit("_", 1)[1]), onset=int(r.onset), apex=apex,
-            offset=int(r.offset), duration=int(r.offset) - int(r.onset),
-            type=SAMM_MICRO_TYPE if micro else SAMM_MACRO_TYPE, au=str(r.au),
-            emotion=r.emotion_raw, objective=int(r.objective_class), micro=micro,
-        ))
-    return rows
-
-
-def _write_samm_labels(release_path: Path, facs_path: Path, events: pd.DataFrame,
-                       unannotated_apex: bool) -> list[Path]:
-    from openpyxl import Workbook
-
-    from vrme.io import write_bytes_atomic
-
-    rows = _samm_rows(events, unannotated_apex)
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "Sheet1"
-    for cell, text in _SAMM_RELEASE_PREAMBLE:
-        ws[cell] = text
-    ws["F7"].number_format = "0"
-    ws.merge_cells("F7:I7")
-    for j, name in enumerate(SAMM_RELEASE_HEADER, start=1):
-        c = ws.cell(row=SAMM_RELEASE_HEADER_ROW, column=j, value=name)
-        c.number_format = _SAMM_RELEASE_HEADER_FORMATS.get(c.column_letter, "General")
-    for i, r in enumerate(rows, start=SAMM_RELEASE_HEADER_ROW + 1):
-        values = [r["subject"], r["filename"], r["inducement"], r["onset"], r["apex"],
-                  r["offset"], r["duration"], r["type"], r["au"]]
-        for j, v in enumerate(values, start=1):
-            ws.cell(row=i, column=j, value=v)
-        ws.cell(row=i, column=1).number_format = "@"
-    write_bytes_atomic(release_path, _xlsx_bytes(wb))
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "MICRO_ONLY"
-    for cell, text in _SAMM_FACS_PREAMBLE:
-        ws[cell] = text
-    for j, name in enumerate(SAMM_FACS_HEADER, start=1):
-        c = ws.cell(row=SAMM_FACS_HEADER_ROW, column=j, value=name)
-        c.number_format = _SAMM_FACS_HEADER_FORMATS.get(c.column_letter, "General")
-    micro_rows = [r for r in rows if r["micro"]]
-    for i, r in enumerate(micro_rows, start=SAMM_FACS_HEADER_ROW + 1):
-        values = [r["subject"], r["filename"], r["inducement"], r["onset"], r["apex"],
-                  r["offset"], r["duration"], r["type"], r["au"], r["emotion"], r["objective"]]
-        for j, v in enumerate(values, start=1):
-            ws.cell(row=i, column=j, value=v)
-        ws.cell(row=i, column=1).number_format = "@"
-    write_bytes_atomic(facs_path, _xlsx_bytes(wb))
-    return [release_path, facs_path]
 
 
 def ground_truth_table(events: pd.DataFrame) -> pd.DataFrame:
@@ -1195,11 +1071,15 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise SynthError(f"output folder {out_dir} is not empty; choose an empty or new "
                              "folder (or pass overwrite)")
-        for name in ("data", "SAMM_longvideos"):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in (CASME3_LABEL_FILE, SAMM_RELEASE_FILE, SAMM_FACS_FILE, "ground_truth.csv",
-                     "synth_events.csv", "synth_distractors.csv", "synth_spec.json"):
-            (out_dir / name).unlink(missing_ok=True)
+        written = [n for lay in layouts.all_layouts() if lay.rendering is not None
+                   for n in lay.rendering.outputs]
+        for name in written + ["ground_truth.csv", "synth_events.csv",
+                               "synth_distractors.csv", "synth_spec.json"]:
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
 
 
 def generate_dataset(spec: SynthSpec, out_dir: str | os.PathLike[str], progress: bool = True,
@@ -1258,12 +1138,7 @@ def generate_dataset(spec: SynthSpec, out_dir: str | os.PathLike[str], progress:
                                 n_frames=o.n_frames, first_frame=spec.first_frame)
                            for o in outputs])
 
-    if spec.layout == "casme3":
-        label_files = [_write_casme3_labels(out / CASME3_LABEL_FILE,
-                                            events[events["type"] == "micro"])]
-    else:
-        label_files = _write_samm_labels(out / SAMM_RELEASE_FILE, out / SAMM_FACS_FILE, events,
-                                         spec.samm_unannotated_apex)
+    label_files = spec.rendering.write_labels(out, events, spec)
     gt_path = write_text_atomic(out / "ground_truth.csv", _csv_text(ground_truth_table(events)))
     write_text_atomic(out / "synth_events.csv", _csv_text(events))
     write_text_atomic(out / "synth_distractors.csv", _csv_text(distractors))
@@ -1360,13 +1235,16 @@ def render_video_file(spec: SynthSpec, path: str | os.PathLike[str], subject: in
 
 def spec_from_config(cfg: Config) -> SynthSpec:
     """The :class:`SynthSpec` of a config: its ``synth`` section (defaults when absent) in the
-    layout of ``dataset.layout`` ('casme3' -> casme3, 'samm_lv' -> samm-lv)."""
+    layout of ``dataset.layout`` ('casme3' -> casme3, 'samm_lv' -> samm-lv, 'casme2' ->
+    casme2)."""
     from vrme.config import ConfigError, SynthConfig
 
-    layout = {"casme3": "casme3", "samm_lv": "samm-lv"}.get(cfg.dataset.layout)
-    if layout is None:
+    found = layouts.get(cfg.dataset.layout)
+    if found.rendering is None:
+        can = [lay.name for lay in layouts.all_layouts() if lay.rendering is not None]
         raise ConfigError(f"dataset.layout {cfg.dataset.layout!r} cannot be synthesised "
-                          "(casme3 or samm_lv only)")
+                          f"({' or '.join(can)} only)")
+    layout = found.rendering.name
     sc = cfg.synth or SynthConfig()
     if abs(sc.fps - cfg.dataset.fps) > 1e-9:
         log.warning("synth.fps (%s) differs from dataset.fps (%s)", sc.fps, cfg.dataset.fps)

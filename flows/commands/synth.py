@@ -1,4 +1,5 @@
-"""``vrme synth``: render a synthetic dataset in the CAS(ME)^3 or SAMM-LV layout."""
+"""``vrme synth``: render a synthetic dataset in a real layout (CAS(ME)^3, SAMM-LV, CAS(ME)^2;
+every layout of vrme/layouts/ that declares a rendering)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flows.commands._common import friendly_errors, setup_logging
+from vrme.layouts import rendered, synth_names
 
 if TYPE_CHECKING:
     from vrme.synth import SynthResult
 
 
-class SynthLayoutChoice(str, Enum):
-    casme3 = "casme3"
-    samm_lv = "samm-lv"
+SynthLayoutChoice = Enum(  # type: ignore[misc]
+    "SynthLayoutChoice", {name.replace("-", "_"): name for name in synth_names()}, type=str)
+"""The layouts ``--layout`` takes: the registry's (vrme.layouts.synth_names)."""
 
 
 def print_synth_summary(result: SynthResult) -> None:
@@ -38,8 +40,10 @@ def print_synth_summary(result: SynthResult) -> None:
     t.add_row("micro-expressions", str(s["micro"]))
     for emotion in EMOTION_CLASSES:
         t.add_row(f"  {emotion}", str(s["micro_per_emotion"].get(emotion, 0)))
-    macro_note = ("" if result.spec.layout == "samm-lv"
-                  else " (rendered, not labelled: CAS(ME)^3 lists MEs only)")
+    layout = rendered(result.spec.layout)
+    macro_note = ("" if layout is None or layout.rendering is None
+                  or layout.rendering.labels_macros
+                  else f" (rendered, not labelled: {layout.title} lists MEs only)")
     t.add_row("macro-expressions", f"{s['macro']}{macro_note}")
     t.add_row("blinks / head jerks (unlabelled)",
               f"{int((dist['type'] == 'blink').sum())} / {int((dist['type'] == 'jerk').sum())}")
@@ -56,7 +60,7 @@ def register(app: typer.Typer) -> None:
                                                         "absent).", show_default=False)],
         layout: Annotated[SynthLayoutChoice, typer.Option(
             "--layout", help="Folder and spreadsheet layout (DATASETS.md).")
-        ] = SynthLayoutChoice.casme3,
+        ] = SynthLayoutChoice["casme3"],
         subjects: Annotated[int, typer.Option("--subjects", min=1, help="Subjects.")] = 4,
         videos: Annotated[int, typer.Option("--videos", min=1,
                                             help="Videos per subject.")] = 2,
@@ -64,7 +68,8 @@ def register(app: typer.Typer) -> None:
                                                help="Length of every video (s).")] = 20.0,
         seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
         fps: Annotated[float | None, typer.Option(
-            "--fps", help="Frame rate; default 30 (casme3) or 200 (samm-lv).",
+            "--fps", help="Frame rate; default the layout's: 30 (casme3, casme2) or 200 "
+                          "(samm-lv).",
             show_default=False)] = None,
         width: Annotated[int, typer.Option("--width", min=160, help="Frame width (px).")] = 640,
         height: Annotated[int, typer.Option("--height", min=120,
@@ -80,12 +85,13 @@ def register(app: typer.Typer) -> None:
             "--overwrite", help="Replace a synthetic dataset already in --out.")] = False,
     ) -> None:
         """Render a synthetic micro-expression dataset from scikit-image's astronaut photo, in
-        the exact folder layout and spreadsheet formats of CAS(ME)^3 or SAMM-LV, plus
-        ground_truth.csv (STRS format).
+        the exact folder layout and spreadsheet formats of CAS(ME)^3, SAMM-LV or CAS(ME)^2,
+        plus ground_truth.csv (STRS format).
 
         Micro-expressions (0.2-0.5 s, apex 1.3-2.4 px) are labelled; macro-expressions are
-        labelled only in samm-lv (Type 'Macro'), as the real spreadsheets do; blinks and head
-        motion are never labelled. Same options and seed give byte-identical files.
+        labelled in samm-lv (Type 'Macro') and casme2 (macro-expression), not in casme3, as
+        the real spreadsheets do; blinks and head motion are never labelled. Same options and
+        seed give byte-identical files.
         """
         from vrme.synth import SynthSpec, generate_dataset
 
