@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from vrme.config import ConfigError
 from vrme.model.backbones import Block, DropPath, drop_path_rates
+from vrme.model.fused import fused_scan_available, fused_scan_error
 from vrme.model.mamba import Mamba
 from vrme.model.network import LateralConnection, SlowFastNet
 from vrme.model.scan import cuda_scan_available, selective_scan, selective_scan_ref
@@ -26,6 +27,8 @@ __all__ = [
     "build_model",
     "cuda_scan_available",
     "drop_path_rates",
+    "fused_scan_available",
+    "fused_scan_error",
     "selective_scan",
     "selective_scan_ref",
 ]
@@ -47,6 +50,9 @@ def build_model(cfg: ModelConfig, k: int) -> SlowFastNet:
             "model.scan: 'cuda' needs the mamba_ssm package (its CUDA selective-scan kernels), "
             "which is not importable here; set model.scan to 'auto' or 'torch'"
         )
+    if cfg.scan == "fused" and cfg.backbone == "mamba" and not fused_scan_available():
+        raise ConfigError(f"model.scan: 'fused' needs the fused CPU kernel, which is not available "
+                          f"here ({fused_scan_error()}); set model.scan to 'auto' or 'torch'")
     if cfg.backbone == "transformer":
         for name, ch in (("fast_channels", cfg.fast_channels), ("slow_channels", cfg.slow_channels)):
             if ch % cfg.n_heads:
