@@ -249,6 +249,14 @@ class TrainConfig(_Strict):
     predict_batch_size: int = Field(
         default=256, ge=1, description="Windows per forward pass at inference."
     )
+    micro_batch: int | None = Field(
+        default=None, ge=1,
+        description="Windows per pass of the temporal blocks inside one training step (they "
+        "are recomputed in backward a micro-batch at a time): bounds a step's activation memory "
+        "for one more forward pass of the blocks. BatchNorm, heads and loss still see the whole "
+        "batch, so the gradients are the whole batch's up to float rounding (which is why it "
+        "is part of the fold's config hash). null = the whole batch at once.",
+    )
     shuffle_labels: bool = Field(
         default=False,
         description="Control experiment: move every training event to a random place in its "

@@ -31,6 +31,7 @@ __all__ = [
     "fused_scan_error",
     "selective_scan",
     "selective_scan_ref",
+    "set_micro_batch",
 ]
 
 
@@ -76,3 +77,12 @@ def build_model(cfg: ModelConfig, k: int) -> SlowFastNet:
         scan=cfg.scan,
         init=cfg.init,
     )
+
+
+def set_micro_batch(model: object, size: int | None) -> None:
+    """Make ``model`` (a :class:`SlowFastNet`) run its temporal blocks ``size`` windows at a
+    time in training steps (None: the whole batch); see :mod:`vrme.model.network`."""
+    if not isinstance(model, SlowFastNet):
+        raise ConfigError(f"train.micro_batch: {type(model).__name__} does not support micro-"
+                          "batches (only vrme's SlowFastNet does); set it to null")
+    model.micro_batch = size
