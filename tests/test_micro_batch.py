@@ -8,23 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_train import K, tiny_cfg
 from vrme.config import Config, ConfigError
 from vrme.model import build_model
 from vrme.priors import Priors
 from vrme.train import TrainingWindows, fit, fold_config_hash
 
-K = 16
-
 
 def _cfg(**train) -> Config:
-    return Config.model_validate({
-        "dataset": {"name": "t", "layout": "samm_lv", "fps": 200, "frame_skip": 1},
-        "features": {"k": K},
-        "model": {"backbone": "mamba", "fast_channels": 8, "slow_channels": 16, "stages": 2,
-                  "blocks_per_stage": 3, "d_state": 4, "drop_path": 0.6},
-        "train": {"epochs": 2, "batch_size": 12, "lr": 3e-3, "seed": 100, "device": "cpu",
-                  "threads": 1, **train},
-    })
+    """test_train's tiny config with drop-path active (3 blocks per stage: rates 0, 0, 0.3)."""
+    cfg = tiny_cfg(**{"epochs": 2, "batch_size": 12, "threads": 1, **train})
+    return cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"blocks_per_stage": 3, "drop_path": 0.6})})
 
 
 def _data(n: int = 30) -> TrainingWindows:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,6 +168,15 @@ def test_fused_scan_without_a_compiler_says_why(monkeypatch, tmp_path):
     monkeypatch.setattr(fused_mod, "_compiler", lambda: "/nonexistent/cc")
     with pytest.raises(RuntimeError, match="does not run"):
         fused_mod._build()
+
+
+@needs_fused
+def test_fused_scan_builds_in_the_temp_folder_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("VRME_KERNEL_CACHE", str(blocker / "kernels"))
+    kernel = fused_mod._build()
+    assert kernel.path.parent == Path(tempfile.gettempdir()) / f"vrme-kernels-{os.getuid()}"
 
 
 def test_fused_scan_unavailable_is_a_clear_error(monkeypatch):

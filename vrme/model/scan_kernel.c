@@ -131,8 +131,8 @@ int NAME(scan_fwd)(const REAL *u, const REAL *delta, const REAL *A2T, const REAL
     return 0;
 }
 
-/* Backward over one block of w <= W channels d0.. of item i (see fwd_block); hs and das are
- * L x N x W buffers, g an N x W one. */
+/* Backward over one block of w <= W channels d0.. of item i (see fwd_block). hs holds L + 1
+ * N x W blocks: h_{-1} = 0, then h_0 .. h_{L-1}; das L blocks of decays; g one block. */
 static inline __attribute__((always_inline)) void NAME(bwd_block)(
     const REAL *u, const REAL *delta, const REAL *A2T, const REAL *AT, const REAL *B,
     const REAL *C, const REAL *dy, REAL *du, REAL *ddelta, REAL *dAT, REAL *dB, REAL *dC,
@@ -141,6 +141,7 @@ static inline __attribute__((always_inline)) void NAME(bwd_block)(
     const int64_t block = N * W;
     REAL x[W], dl[W], dx[W], ddl[W], dyv[W];
     /* the block's states h_t and decays exp(delta_t A), all t */
+    memset(hs, 0, sizeof(REAL) * (size_t)block);
     for (int64_t t = 0; t < L; t++) {
         const int64_t row = (i * L + t) * D + d0;
         const REAL *B_t = B + (i * L + t) * N;
@@ -151,21 +152,18 @@ static inline __attribute__((always_inline)) void NAME(bwd_block)(
         for (int64_t n = 0; n < N; n++) {
             const REAL bn = B_t[n];
             const REAL *a2 = A2T + n * D + d0;
-            REAL *hn = hs + (t * N + n) * W, *dan = das + (t * N + n) * W;
-            if (t == 0) {
-                for (int64_t d = 0; d < w; d++) hn[d] = x[d] * bn;
-            } else {
-                const REAL *hp = hn - block;
-                #pragma omp simd
-                for (int64_t d = 0; d < w; d++) {
-                    REAL da = EXP2(dl[d] * a2[d]);
-                    dan[d] = da;
-                    hn[d] = da * hp[d] + x[d] * bn;
-                }
+            REAL *hn = hs + ((t + 1) * N + n) * W, *dan = das + (t * N + n) * W;
+            const REAL *hp = hn - block;
+            #pragma omp simd
+            for (int64_t d = 0; d < w; d++) {
+                REAL da = EXP2(dl[d] * a2[d]);
+                dan[d] = da;
+                hn[d] = da * hp[d] + x[d] * bn;
             }
         }
     }
-    /* backwards in time; g = dLoss/dh_t, carried as exp(delta_{t+1} A) g_{t+1} */
+    /* backwards in time; g = dLoss/dh_t, carried as exp(delta_{t+1} A) g_{t+1}. At t = 0 the
+     * decay terms vanish (h_{-1} = 0). */
     memset(g, 0, sizeof(REAL) * (size_t)block);
     for (int64_t t = L - 1; t >= 0; t--) {
         const int64_t row = (i * L + t) * D + d0;
@@ -180,32 +178,20 @@ static inline __attribute__((always_inline)) void NAME(bwd_block)(
         }
         for (int64_t n = 0; n < N; n++) {
             const REAL bn = B_t[n], cn = C_t[n];
-            const REAL *hn = hs + (t * N + n) * W;
-            REAL *gn = g + n * W;
+            const REAL *hn = hs + ((t + 1) * N + n) * W, *hp = hn - block;
+            const REAL *dan = das + (t * N + n) * W, *a = AT + n * D + d0;
+            REAL *gn = g + n * W, *dA_n = dAT + n * D + d0;
             REAL sc = 0, sb = 0;
-            if (t > 0) {
-                const REAL *hp = hn - block, *dan = das + (t * N + n) * W;
-                const REAL *a = AT + n * D + d0;
-                REAL *dA_n = dAT + n * D + d0;
-                #pragma omp simd reduction(+ : sc, sb)
-                for (int64_t d = 0; d < w; d++) {
-                    REAL gv = gn[d] + dyv[d] * cn;
-                    sc += dyv[d] * hn[d];
-                    sb += x[d] * gv;
-                    dx[d] += gv * bn;
-                    REAL s = gv * dan[d] * hp[d];
-                    ddl[d] += s * a[d];
-                    dA_n[d] += s * dl[d];
-                    gn[d] = dan[d] * gv;
-                }
-            } else {
-                #pragma omp simd reduction(+ : sc, sb)
-                for (int64_t d = 0; d < w; d++) {
-                    REAL gv = gn[d] + dyv[d] * cn;
-                    sc += dyv[d] * hn[d];
-                    sb += x[d] * gv;
-                    dx[d] += gv * bn;
-                }
+            #pragma omp simd reduction(+ : sc, sb)
+            for (int64_t d = 0; d < w; d++) {
+                REAL gv = gn[d] + dyv[d] * cn;
+                sc += dyv[d] * hn[d];
+                sb += x[d] * gv;
+                dx[d] += gv * bn;
+                REAL s = gv * dan[d] * hp[d];
+                ddl[d] += s * a[d];
+                dA_n[d] += s * dl[d];
+                gn[d] = dan[d] * gv;
             }
             dC_t[n] += sc;
             dB_t[n] += sb;
@@ -225,7 +211,7 @@ int NAME(scan_bwd)(const REAL *u, const REAL *delta, const REAL *A2T, const REAL
                    REAL *dAT, REAL *dB, REAL *dC, int64_t b0, int64_t b1, int64_t L,
                    int64_t D, int64_t N) {
     const size_t block = (size_t)(N * W);
-    REAL *hs = (REAL *)malloc(sizeof(REAL) * block * (size_t)L);
+    REAL *hs = (REAL *)malloc(sizeof(REAL) * block * (size_t)(L + 1));
     REAL *das = (REAL *)malloc(sizeof(REAL) * block * (size_t)L);
     REAL *g = (REAL *)malloc(sizeof(REAL) * block);
     if (!hs || !das || !g) {
