@@ -62,7 +62,7 @@ from vrme.model import Block, Mamba, build_model, fused_scan_available, set_micr
 CONFIGS = {"samm": "samm_lv.yaml", "casme3": "casme3.yaml", "demo": "demo.yaml"}
 DEFAULT_VARIANTS = {
     "samm": "mamba,mamba-torch,floor,mambapy,transformer,gru",
-    "casme3": "mamba,mamba-mb32,mamba-torch,floor",
+    "casme3": "mamba,mamba-mb32,mamba-torch,floor,mambapy",
     "demo": "mamba,mamba-torch,floor",
 }
 # mambapy keeps several state-sized (batch, time, channels, d_state) tensors per block for
