@@ -244,10 +244,12 @@ class ModelConfig(_Strict):
     drop_path: float = Field(default=0.2, ge=0, lt=1)
     n_heads: int = Field(default=4, ge=1, description="Attention heads (transformer backbone).")
     n_classes: int = Field(default=5, ge=2)
-    scan: Literal["auto", "cuda", "torch"] = Field(
+    scan: Literal["auto", "cuda", "fused", "torch"] = Field(
         default="auto",
-        description="Selective scan: cuda = mamba_ssm kernels, torch = vrme's pure-PyTorch scan, "
-        "auto = cuda when mamba_ssm is installed and the model is on a GPU.",
+        description="Selective scan: cuda = mamba_ssm kernels, fused = vrme's C kernel for CPUs "
+        "(compiled on first use; needs a C compiler), torch = vrme's pure-PyTorch scan, auto = "
+        "cuda when mamba_ssm is installed and the model is on a GPU, else fused when it builds, "
+        "else torch. fused and torch agree within float rounding.",
     )
     dt_rank: int | None = Field(
         default=None, ge=1, description="Rank of the Mamba dt projection; null = ceil(channels/16)."
@@ -281,6 +283,14 @@ class TrainConfig(_Strict):
     )
     predict_batch_size: int = Field(
         default=256, ge=1, description="Windows per forward pass at inference."
+    )
+    micro_batch: int | None = Field(
+        default=None, ge=1,
+        description="Windows per pass of the temporal blocks inside one training step (they "
+        "are recomputed in backward a micro-batch at a time): bounds a step's activation memory "
+        "for one more forward pass of the blocks. BatchNorm, heads and loss still see the whole "
+        "batch, so the gradients are the whole batch's up to float rounding (which is why it "
+        "is part of the fold's config hash). null = the whole batch at once.",
     )
     shuffle_labels: bool = Field(
         default=False,

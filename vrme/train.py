@@ -74,7 +74,7 @@ from vrme.windows import (
 
 log = logging.getLogger(__name__)
 
-TRAIN_VERSION = 2
+TRAIN_VERSION = 3
 """Version of the training numerics (window selection, targets, model, optimisation, prediction).
 Part of :func:`train_hash`: bump it with any change that changes a trained model or its scores,
 and exactly the trained folds (and final models) recompute."""
@@ -315,11 +315,17 @@ def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: 
     Loss = mse_weight x MSE(spot, target) + ce_weight x weighted CE(logits, class), both means
     over all frames of the batch. Adam with a OneCycle schedule over ``epochs`` x batches. Each
     batch's inputs are multiplied per window by a factor drawn in ``scale_aug``. Shuffling and
-    augmentation use one generator seeded with ``train.seed``.
+    augmentation use one generator seeded with ``train.seed``. With ``train.micro_batch`` the
+    model runs its temporal blocks that many windows at a time inside each step
+    (:func:`vrme.model.set_micro_batch`); the step itself is unchanged.
     """
     import torch
 
     tc = cfg.train
+    if tc.micro_batch is not None:
+        from vrme.model import set_micro_batch
+
+        set_micro_batch(model, tc.micro_batch)
     gen = torch.Generator().manual_seed(tc.seed)
     x = torch.from_numpy(data.x)
     y = torch.from_numpy(data.spot)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from vrme.config import ConfigError
 from vrme.model.backbones import Block, DropPath, drop_path_rates
+from vrme.model.fused import fused_scan_available, fused_scan_error
 from vrme.model.mamba import Mamba
 from vrme.model.network import LateralConnection, SlowFastNet
 from vrme.model.scan import cuda_scan_available, selective_scan, selective_scan_ref
@@ -26,8 +27,11 @@ __all__ = [
     "build_model",
     "cuda_scan_available",
     "drop_path_rates",
+    "fused_scan_available",
+    "fused_scan_error",
     "selective_scan",
     "selective_scan_ref",
+    "set_micro_batch",
 ]
 
 
@@ -47,6 +51,9 @@ def build_model(cfg: ModelConfig, k: int) -> SlowFastNet:
             "model.scan: 'cuda' needs the mamba_ssm package (its CUDA selective-scan kernels), "
             "which is not importable here; set model.scan to 'auto' or 'torch'"
         )
+    if cfg.scan == "fused" and cfg.backbone == "mamba" and not fused_scan_available():
+        raise ConfigError(f"model.scan: 'fused' needs the fused CPU kernel, which is not available "
+                          f"here ({fused_scan_error()}); set model.scan to 'auto' or 'torch'")
     if cfg.backbone == "transformer":
         for name, ch in (("fast_channels", cfg.fast_channels), ("slow_channels", cfg.slow_channels)):
             if ch % cfg.n_heads:
@@ -70,3 +77,12 @@ def build_model(cfg: ModelConfig, k: int) -> SlowFastNet:
         scan=cfg.scan,
         init=cfg.init,
     )
+
+
+def set_micro_batch(model: object, size: int | None) -> None:
+    """Make ``model`` (a :class:`SlowFastNet`) run its temporal blocks ``size`` windows at a
+    time in training steps (None: the whole batch); see :mod:`vrme.model.network`."""
+    if not isinstance(model, SlowFastNet):
+        raise ConfigError(f"train.micro_batch: {type(model).__name__} does not support micro-"
+                          "batches (only vrme's SlowFastNet does); set it to null")
+    model.micro_batch = size

@@ -23,12 +23,18 @@ class DropPath(nn.Module):
         super().__init__()
         self.rate = float(rate)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``mask``: this sample's factors, drawn beforehand by :meth:`draw` (0 or
+        ``1 / (1 - rate)`` per sample, shape (batch, 1, ...)); None draws them here."""
         if self.rate == 0.0 or not self.training:
             return x
+        return x * (self.draw(x) if mask is None else mask)
+
+    def draw(self, x: Tensor) -> Tensor:
+        """The factors for a batch like ``x``, drawn from torch's global generator."""
         keep = 1.0 - self.rate
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
+        return mask.div_(keep)
 
     def extra_repr(self) -> str:
         return f"rate={self.rate:.4f}"
@@ -100,8 +106,8 @@ class Block(nn.Module):
         self.post_norm = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.drop_path(self.post_norm(self.mixer(self.norm(x))))
+    def forward(self, x: Tensor, drop_mask: Tensor | None = None) -> Tensor:
+        return x + self.drop_path(self.post_norm(self.mixer(self.norm(x))), drop_mask)
 
 
 def make_mixer(

@@ -8,6 +8,7 @@ so state dicts line up.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal
 
@@ -15,17 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vrme.model.scan import cuda_scan_available, selective_scan
+from vrme.model.fused import fused_scan_available, fused_scan_error, fused_scan_supports
+from vrme.model.scan import ScanImpl, cuda_scan_available, selective_scan
 
-ScanChoice = Literal["auto", "cuda", "torch"]
+log = logging.getLogger(__name__)
+
+ScanChoice = Literal["auto", "cuda", "fused", "torch"]
 
 
 class Mamba(nn.Module):
     """One Mamba layer mapping (batch, time, d_model) to the same shape.
 
     ``dt_rank=None`` is ``mamba_ssm``'s "auto" (``ceil(d_model / 16)``). ``scan`` picks the
-    selective-scan implementation: ``"cuda"`` (``mamba_ssm`` kernels, tensors must be on a GPU),
-    ``"torch"`` (:mod:`vrme.model.scan`), ``"auto"`` (cuda when available and on a GPU).
+    selective-scan implementation (:mod:`vrme.model.scan`): ``"cuda"`` (``mamba_ssm`` kernels,
+    tensors must be on a GPU), ``"fused"`` (the C kernel for CPUs), ``"torch"`` (pure PyTorch),
+    ``"auto"`` (cuda on a GPU when available; on a CPU fused when its kernel builds, else torch).
     """
 
     def __init__(
@@ -46,6 +51,8 @@ class Mamba(nn.Module):
                 "scan='cuda' needs the mamba_ssm package (its CUDA kernels), which is not "
                 "importable here; use scan='auto' or 'torch'"
             )
+        if scan == "fused" and not fused_scan_available():
+            raise RuntimeError(f"scan='fused': {fused_scan_error()}; use scan='auto' or 'torch'")
         self.d_model = d_model
         self.d_state = d_state
         self.d_inner = expand * d_model
@@ -75,14 +82,16 @@ class Mamba(nn.Module):
         self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
 
-    def _impl(self, x: Tensor) -> Literal["torch", "cuda"]:
-        if self.scan == "torch":
-            return "torch"
+    def _impl(self, x: Tensor) -> ScanImpl:
+        if self.scan in ("torch", "fused"):
+            return self.scan
         if self.scan == "cuda":
             if not x.is_cuda:
                 raise RuntimeError("scan='cuda' needs the model and its input on a CUDA device")
             return "cuda"
-        return "cuda" if x.is_cuda and cuda_scan_available() else "torch"
+        if x.is_cuda and cuda_scan_available():
+            return "cuda"
+        return "fused" if fused_scan_supports(x) and _auto_fused() else "torch"
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, time, d_model) -> (batch, time, d_model)."""
@@ -97,8 +106,29 @@ class Mamba(nn.Module):
     def ssm(self, xs: Tensor, dt: Tensor, Bm: Tensor, Cm: Tensor, z: Tensor) -> Tensor:
         """The gated selective scan: ``xs``, ``dt`` (before bias and softplus), ``z``
         (batch, time, d_inner); ``Bm``, ``Cm`` (batch, time, d_state) -> (batch, time, d_inner)."""
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(_at_least_f32(self.A_log))
         return selective_scan(
-            xs, dt, A, Bm, Cm, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True, impl=self._impl(xs),
+            xs, dt, A, Bm, Cm, _at_least_f32(self.D), z=z,
+            delta_bias=_at_least_f32(self.dt_proj.bias), delta_softplus=True, impl=self._impl(xs),
         )
+
+
+def _at_least_f32(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is in a narrower type (as mamba_ssm keeps A, D and the dt bias in
+    float32 for half-precision models); float32 and float64 as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _auto_fused() -> bool:
+    """Whether ``scan='auto'`` uses the fused CPU kernel (warning once when it cannot)."""
+    global _AUTO_FUSED
+    if _AUTO_FUSED is None:
+        _AUTO_FUSED = fused_scan_available()
+        if not _AUTO_FUSED:
+            log.warning("model.scan auto: the fused CPU scan is not available (%s); using the "
+                        "pure-PyTorch scan, which gives the same results within float rounding "
+                        "but trains several times slower", fused_scan_error())
+    return _AUTO_FUSED
+
+
+_AUTO_FUSED: bool | None = None

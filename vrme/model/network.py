@@ -7,6 +7,16 @@ runs ``blocks_per_stage`` temporal blocks on each path; after every stage but th
 path is added into the slow one through a stride-2 convolution (lateral connection). The slow
 path is then repeated x2 in time, concatenated with the fast path, and two per-frame linear
 heads give the spotting score (sigmoid) and the class logits.
+
+Micro-batches (``micro_batch``, ``train.micro_batch`` in the config): in training, the temporal
+blocks of each stage can run a few windows at a time, keeping for backward only each stage's
+input and recomputing the blocks of one micro-batch at a time there (activation
+checkpointing), so the activation memory of a step is that of one micro-batch of blocks plus
+the small per-stage tensors of the whole batch. Everything that mixes windows (the
+BatchNorms of the stem and the lateral connections, the heads and the loss) still sees the
+whole batch, and the drop-path draws are made in the unchunked order, so the loss and the
+gradients are those of the unchunked step up to float rounding (the weight gradients are
+summed over micro-batches). It costs one more forward pass of the blocks.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from vrme.model.backbones import Backbone, Block, drop_path_rates, make_mixer
 from vrme.model.mamba import Mamba, ScanChoice
@@ -98,6 +109,7 @@ class SlowFastNet(nn.Module):
         self.spot_head = nn.Linear(fast_channels + slow_channels, 1)
         self.recog_head = nn.Linear(fast_channels + slow_channels, n_classes)
         self._init_weights(init, n_layer=blocks_per_stage)
+        self.micro_batch: int | None = None
 
     def _init_weights(self, scheme: InitScheme, n_layer: int) -> None:
         """The reference's initialisation.
@@ -136,14 +148,48 @@ class SlowFastNet(nn.Module):
         x = self.stem(x)
         slow = self.stem_slow(x).transpose(1, 2)
         fast = x.transpose(1, 2)
+        mb = self.micro_batch
+        chunked = (mb is not None and self.training and torch.is_grad_enabled()
+                   and x.shape[0] > mb)
         for i, (slow_blocks, fast_blocks) in enumerate(zip(self.slow_stages, self.fast_stages)):
-            for blk in slow_blocks:
-                slow = blk(slow)
-            for blk in fast_blocks:
-                fast = blk(fast)
+            if chunked:
+                # The drop-path factors of the whole batch, drawn in the unchunked order.
+                slow_masks = [blk.drop_path.draw(slow) if self._drops(blk) else None
+                              for blk in slow_blocks]
+                fast_masks = [blk.drop_path.draw(fast) if self._drops(blk) else None
+                              for blk in fast_blocks]
+                slow = _chunked_blocks(slow_blocks, slow, slow_masks, mb)
+                fast = _chunked_blocks(fast_blocks, fast, fast_masks, mb)
+            else:
+                for blk in slow_blocks:
+                    slow = blk(slow)
+                for blk in fast_blocks:
+                    fast = blk(fast)
             if i < len(self.laterals):
                 slow = self.laterals[i](slow, fast)
         slow = slow.repeat_interleave(2, dim=1)[:, :k]  # nearest-neighbour x2 upsampling
         fused = torch.cat((slow, fast), dim=2)
         spot = torch.sigmoid(self.spot_head(fused)).squeeze(-1)
         return spot, self.recog_head(fused)
+
+    @staticmethod
+    def _drops(blk: Block) -> bool:
+        return blk.training and blk.drop_path.rate > 0.0
+
+
+def _run_blocks(blocks: nn.ModuleList, x: Tensor, *masks: Tensor | None) -> Tensor:
+    for blk, m in zip(blocks, masks):
+        x = blk(x, m)
+    return x
+
+
+def _chunked_blocks(blocks: nn.ModuleList, x: Tensor, masks: list[Tensor | None],
+                    size: int) -> Tensor:
+    """``blocks`` over ``x`` (batch, time, channels), ``size`` windows at a time, each
+    micro-batch checkpointed: only its input is kept and its blocks are recomputed in backward."""
+    outs = []
+    for s in range(0, x.shape[0], size):
+        part = [None if m is None else m[s:s + size] for m in masks]
+        outs.append(checkpoint(_run_blocks, blocks, x[s:s + size], *part, use_reentrant=False,
+                               preserve_rng_state=False))
+    return torch.cat(outs)

@@ -11,15 +11,20 @@ with ``h_{-1} = 0``. This is ``mamba_ssm``'s ``selective_scan_fn`` in a channels
 every sequence tensor here is ``(batch, time, channels)`` (``mamba_ssm`` uses
 ``(batch, channels, time)``).
 
-Two implementations:
+Three implementations of the recurrence (the softplus, skip and gate around it are the same
+PyTorch operations for the first two):
 
-* :func:`selective_scan` with ``impl="torch"``: pure PyTorch, any device. The recurrence itself
-  is a custom autograd function that keeps only its (small) inputs for backward and recomputes
-  the hidden states there, so a block's training memory does not grow with ``d_state``.
+* ``impl="fused"``: a C kernel for CPUs (:mod:`vrme.model.fused`), compiled on first use; the
+  whole recurrence, forward and backward, runs in one loop nest with the states in cache.
+* ``impl="torch"``: pure PyTorch, any device, no compiler needed. The recurrence is a custom
+  autograd function too.
 * ``impl="cuda"``: ``mamba_ssm``'s CUDA kernel, used only when that package imports and the
   tensors are on a GPU.
 
-:func:`selective_scan_ref` is the plain step-by-step loop, kept as the numerical reference.
+The first two keep only their (small) inputs for backward and recompute the hidden states
+there, so a block's training memory does not grow with ``d_state``; they agree with each other
+and with :func:`selective_scan_ref`, the plain step-by-step loop kept as the numerical
+reference, within float rounding.
 """
 
 from __future__ import annotations
@@ -32,9 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vrme.model.fused import (fused_scan_available, fused_scan_backward, fused_scan_error,
+                              fused_scan_forward, fused_scan_supports)
+
 logger = logging.getLogger(__name__)
 
-ScanImpl = Literal["torch", "cuda"]
+ScanImpl = Literal["torch", "fused", "cuda"]
 
 
 @functools.cache
@@ -83,12 +91,18 @@ class _ScanCore(torch.autograd.Function):
     """``y_t = sum_n C_t[n] h_t[n]`` with ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``.
 
     ``delta`` must already be positive (softplus applied). Only the inputs are saved for
-    backward, which recomputes the states; both passes work through the batch in chunks with
-    three state-sized buffers, so memory stays at a few cache-sized buffers per call.
+    backward, which recomputes the states. With ``fused`` both passes run in the C kernel;
+    otherwise they work through the batch in chunks with three state-sized buffers, so memory
+    stays at a few cache-sized buffers per call.
     """
 
     @staticmethod
-    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, u: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor,  # type: ignore[override]
+                fused: bool = False) -> Tensor:
+        ctx.fused = fused
+        ctx.save_for_backward(u, delta, A, Bm, Cm)
+        if fused:
+            return fused_scan_forward(u, delta, A, Bm, Cm)
         b, L, D = u.shape
         N = A.shape[1]
         step = _batch_chunk(u, L * D * N)
@@ -101,15 +115,16 @@ class _ScanCore(torch.autograd.Function):
             dA, h = buf_a[: e - s], buf_h[: e - s]
             _states(dA, h, u[s:e] * delta[s:e], delta[s:e], A2, Bm[s:e])
             torch.sum(torch.mul(h, Cm[s:e].unsqueeze(2), out=dA), -1, out=y[s:e])
-        ctx.save_for_backward(u, delta, A, Bm, Cm)
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):  # type: ignore[override]
         u, delta, A, Bm, Cm = ctx.saved_tensors
+        dy = dy.contiguous()
+        if ctx.fused:
+            return (*fused_scan_backward(u, delta, A, Bm, Cm, dy), None)
         b, L, D = u.shape
         N = A.shape[1]
-        dy = dy.contiguous()
         du = torch.empty_like(u)
         ddelta = torch.empty_like(delta)
         dB = torch.empty_like(Bm)
@@ -144,7 +159,7 @@ class _ScanCore(torch.autograd.Function):
             dA_param += torch.mul(S, dl_c[:, 1:].unsqueeze(-1), out=h[:, 1:]).sum((0, 1))
             ddelta[s:e] = dd_c
             torch.mul(d_ud, dl_c, out=du[s:e])
-        return du, ddelta, dA_param, dB, dC
+        return du, ddelta, dA_param, dB, dC, None
 
 
 def _scan_torch(
@@ -157,12 +172,16 @@ def _scan_torch(
     z: Tensor | None,
     delta_bias: Tensor | None,
     delta_softplus: bool,
+    fused: bool = False,
 ) -> Tensor:
     if delta_bias is not None:
         delta = delta + delta_bias
     if delta_softplus:
         delta = F.softplus(delta)
-    y = _ScanCore.apply(u.contiguous(), delta.contiguous(), A.contiguous(), Bm.contiguous(), Cm.contiguous())
+    # One dtype for the recurrence: the widest of its inputs (all float32 in a float32 model).
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in (delta, A, Bm, Cm)), u.dtype)
+    u_, delta, A, Bm, Cm = (t.to(dtype).contiguous() for t in (u, delta, A, Bm, Cm))
+    y = _ScanCore.apply(u_, delta, A, Bm, Cm, fused)
     if D is not None:
         y = y + u * D
     if z is not None:
@@ -210,7 +229,9 @@ def selective_scan(
 
     In: ``u``, ``delta``, ``z`` (batch, time, channels); ``A`` (channels, d_state), negative
     for a decaying state; ``B``, ``C`` (batch, time, d_state); ``D``, ``delta_bias``
-    (channels,). ``impl="cuda"`` needs ``mamba_ssm`` and CUDA tensors.
+    (channels,). ``impl="cuda"`` needs ``mamba_ssm`` and CUDA tensors; ``impl="fused"`` needs
+    the C kernel (:func:`vrme.model.fused.fused_scan_available`) and float32 or float64 CPU
+    tensors.
     """
     if impl == "cuda":
         if not cuda_scan_available():
@@ -218,7 +239,13 @@ def selective_scan(
         if not u.is_cuda:
             raise RuntimeError("selective scan impl='cuda' needs tensors on a CUDA device")
         return _scan_cuda(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    return _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if impl == "fused":
+        if not fused_scan_supports(u):
+            raise RuntimeError(f"selective scan impl='fused' needs float32 or float64 CPU tensors, "
+                               f"got {u.dtype} on {u.device}")
+        if not fused_scan_available():
+            raise RuntimeError(f"selective scan impl='fused': {fused_scan_error()}")
+    return _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fused=impl == "fused")
 
 
 def selective_scan_ref(
