@@ -237,3 +237,70 @@ def test_video_file_source(tmp_path):
     v = read_video_features(st.path).values
     # Window 1 (frames 10..29) sees the eyebrow raise.
     assert v[1, [y_row("brow_left"), y_row("brow_right")]].min() < -2.0
+
+
+# -- the fast Farneback path against OpenCV's ---------------------------------------------------
+
+
+def _min_channel_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest correlation over the 36 channels of two (windows, 36, k) feature arrays."""
+    x = a.transpose(1, 0, 2).reshape(N_ROWS, -1).astype(np.float64)
+    y = b.transpose(1, 0, 2).reshape(N_ROWS, -1).astype(np.float64)
+    return min(float(np.corrcoef(x[i], y[i])[0, 1]) for i in range(N_ROWS))
+
+
+def test_fast_farneback_equals_opencv_on_face_regions():
+    import cv2
+
+    from vrme.align import align_frame, crop_face, load_models, predictor_file
+    from vrme.config import AlignConfig
+    from vrme.farneback import Farneback
+
+    frames, _ = facegen.render(6, me=(1, 5), amplitude=2.5, shift=(0.0, 0.0))
+    shifted, _ = facegen.render(3, noise=1.5, shift=(2.5, -1.5), seed=2)
+    det, pred = load_models(str(predictor_file(AlignConfig())))
+    fa = align_frame(frames[0], det, pred, 320)
+    lay = roi_layout(fa.crop_landmarks)
+    crops = [crop_face(f, fa.crop_box, 320) for f in frames + shifted]
+    big = (slice(60, 250), slice(40, 290))  # a large area: 3 extra pyramid levels
+    for params in [(0.5, 3, 15, 5, 7, 1.5), (0.5, 3, 14, 3, 5, 1.1), (0.6, 2, 9, 4, 7, 0.0)]:
+        fb = Farneback(*params)
+        for rs, cs in list(lay.regions) + [big]:
+            a = np.ascontiguousarray(crops[0][rs, cs])
+            prep = fb.prepare(a)
+            for c in crops[1:]:
+                b = np.ascontiguousarray(c[rs, cs])
+                ref = cv2.calcOpticalFlowFarneback(a, b, None, *params, 0)
+                got = fb.flow(prep, b).transpose(1, 2, 0)
+                assert got.shape == ref.shape
+                assert np.abs(got - ref).max() < 1e-3, (params, a.shape)
+                assert np.abs(got - ref).mean() < 1e-4, (params, a.shape)
+    with pytest.raises(ValueError, match="differs"):
+        fb.flow(fb.prepare(crops[0][:20, :30]), crops[1][:21, :30])
+
+
+def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
+    """The default flow (fast) against the reference-exact one (opencv): every channel
+    correlates at 0.9999 or better, and the two are cached apart."""
+    from vrme.synth import SynthSpec, render_video_file
+
+    root, out = tmp_path / "data", tmp_path / "work"
+    spec = SynthSpec(layout="casme3", subjects=1, videos=1, seconds=5, width=320, height=240,
+                     mes_per_video=1, macros_per_video=1, seed=3, workers=1)
+    render_video_file(spec, root / "s1" / "v1.avi")
+    row = facegen.manifest_row("s1", "v1", "s1/v1.avi", 0, 150)
+    row.update(source="video", name_suffix="", frame_numbering="video")
+    fast = make_cfg(root, out, k=K)
+    exact = make_cfg(root, out, k=K, flow_impl="opencv")
+    assert fast.features.flow_impl == "fast"
+    assert feature_path(fast, "s1", "v1") != feature_path(exact, "s1", "v1")
+    align_video(fast, row)
+    assert align_video(exact, row).status == "cached"  # the landmarks are shared
+    a = read_video_features(extract_video_features(fast, row).path)
+    b = read_video_features(extract_video_features(exact, row).path)
+    assert a.meta["params"]["features"]["flow_impl"] == "fast"
+    assert b.meta["params"]["features"]["flow_impl"] == "opencv"
+    assert a.values.shape == b.values.shape == (14, N_ROWS, K)
+    assert np.abs(b.values).max() > 1.0  # the video moves
+    assert _min_channel_corr(a.values, b.values) >= 0.9999
+    assert np.abs(a.values - b.values).mean() < 1e-4

@@ -128,6 +128,7 @@ class FlowParams:
     max_iter: int
     threshold: float
     fractions: dict[str, float]
+    flow_impl: str = "fast"
 
     @classmethod
     def from_config(cls, cfg: Config) -> "FlowParams":
@@ -146,6 +147,7 @@ class FlowParams:
                 "brow_right_box_fraction": f.brow_right_box_top_fraction,
                 "global_fraction": f.global_top_fraction,
             },
+            flow_impl=f.flow_impl,
         )
 
 
@@ -159,38 +161,64 @@ class _Window:
         self.start = start
         self.box = None if box is None else [int(v) for v in box]
         self.layout = layout
-        self.prev: list[np.ndarray] = []
+        self.prev: list[Any] = []  # per region: what _Flow.prepare made of the first frame
         self.out = np.zeros((N_ROWS, k), dtype=np.float32)
         self.means = np.zeros((N_ROWS // 2, 2), dtype=np.float64)
         self.active = box is not None
 
 
 class _Flow:
-    """Farneback optical flow with timing and call counting."""
+    """Farneback optical flow from a window's first-frame region to later regions, with
+    timing and call counting.
 
-    def __init__(self, params: tuple[float, int, int, int, int, float]):
+    ``prepare(first)`` makes what later calls compare against (``None`` for an empty region);
+    ``flow(prepared, cur)`` returns the flow as an (h, w, 2) array (x, y). With
+    ``flow_impl: opencv`` every call is ``cv2.calcOpticalFlowFarneback`` on the two images, as
+    in the reference; with ``fast`` the first image is expanded once per window and each flow
+    computed by :class:`vrme.farneback.Farneback` (the same numbers to float rounding)."""
+
+    def __init__(self, params: tuple[float, int, int, int, int, float], impl: str = "fast"):
         import cv2
 
         self._cv2 = cv2
         self.params = params
+        self.fast = None
+        if impl == "fast":
+            from vrme.farneback import Farneback
+
+            self.fast = Farneback(*params)
         self.seconds = 0.0
         self.calls = 0
 
-    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    def prepare(self, first: np.ndarray) -> Any:
+        if first.shape[0] == 0 or first.shape[1] == 0:
+            return None
+        if self.fast is None:
+            return first
         t = time.thread_time()
-        f = self._cv2.calcOpticalFlowFarneback(prev, cur, None, *self.params, 0)
+        prepared = self.fast.prepare(first)
+        self.seconds += time.thread_time() - t
+        return prepared
+
+    def flow(self, prepared: Any, cur: np.ndarray) -> np.ndarray:
+        t = time.thread_time()
+        if self.fast is None:
+            f = self._cv2.calcOpticalFlowFarneback(prepared, cur, None, *self.params, 0)
+        else:
+            f = self.fast.flow(prepared, cur).transpose(1, 2, 0)
         self.seconds += time.thread_time() - t
         self.calls += 1
         return f
 
 
-def _start_window(win: _Window, img: np.ndarray, size: int) -> None:
+def _start_window(win: _Window, img: np.ndarray, size: int, flow_fn: _Flow) -> None:
     import cv2
 
     assert win.box is not None and win.layout is not None
     t, b, left, r = win.box
     crop = cv2.resize(img[t:b, left:r], (size, size))
-    win.prev = [np.ascontiguousarray(crop[rs, cs]) for rs, cs in win.layout.regions]
+    win.prev = [flow_fn.prepare(np.ascontiguousarray(crop[rs, cs]))
+                for rs, cs in win.layout.regions]
 
 
 def _region_means(win: _Window, region: int, crop: np.ndarray,
@@ -203,10 +231,10 @@ def _region_means(win: _Window, region: int, crop: np.ndarray,
     layout = win.layout
     assert layout is not None
     prev = win.prev[region]
-    if prev.shape[0] == 0 or prev.shape[1] == 0:
+    if prev is None:
         return 0.0, 0.0  # an empty region: its ROIs keep mean 0, like the reference's lids
     rs, cs = layout.regions[region]
-    f = flow_fn(prev, crop[rs, cs])
+    f = flow_fn.flow(prev, np.ascontiguousarray(crop[rs, cs]))
     mag = cv2.magnitude(f[..., 0], f[..., 1])
     if region == 0:
         g = layout.global_box
@@ -259,8 +287,8 @@ def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmar
     p = FlowParams.from_config(cfg)
     layout = roi_layout(crop_landmarks, **p.fractions)
     win = _Window(0, len(frames), crop_box, layout)
-    _start_window(win, frames[0], p.crop_size)
-    flow_fn = _Flow(p.farneback)
+    flow_fn = _Flow(p.farneback, p.flow_impl)
+    _start_window(win, frames[0], p.crop_size, flow_fn)
     for col in range(1, len(frames)):
         _step(win, frames[col], col, p, flow_fn)
     return win.out
@@ -301,7 +329,7 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     half = k // 2
     w1 = w0 + len(plans)
     reader = IndexReader(row, root, cfg.dataset.frame_skip, cfg.features.bad_frame)
-    flow_fn = _Flow(p.farneback)
+    flow_fn = _Flow(p.farneback, p.flow_impl)
     values = np.zeros((len(plans), N_ROWS, k), dtype=np.float32)
     active: list[tuple[int, _Window]] = []
     shifts = 0
@@ -317,7 +345,7 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
                           if wp.crop_box is not None else None)
                 win = _Window(j, k, wp.crop_box, layout)
                 if win.active:
-                    _start_window(win, img, p.crop_size)
+                    _start_window(win, img, p.crop_size, flow_fn)
                 active.append((j // half, win))
             while active and active[0][1].start + k - 1 <= j:
                 w, win = active.pop(0)
