@@ -153,7 +153,7 @@ def test_window_without_face_reuses_nearest_landmarks(tmp_path):
     assert vf.meta["counts"]["reused"] == 1
     # The blank first frame gives large flow against the face, but finite numbers.
     assert np.isfinite(vf.values).all() and np.abs(vf.values[2]).max() > 0
-    # The reference's behaviour: zeros, flagged none.
+    # zeros: the window is all zeros, flagged none.
     cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
     st0 = extract_video_features(cfg0, row)
     vf0 = read_video_features(st0.path)
@@ -304,3 +304,61 @@ def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
     assert np.abs(b.values).max() > 1.0  # the video moves
     assert _min_channel_corr(a.values, b.values) >= 0.9999
     assert np.abs(a.values - b.values).mean() < 1e-4
+
+
+def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
+    """missing_face: reference, on frames without a face at chosen places (real dlib): a
+    window whose first frames show no face is compared with its first frame that has one; the
+    columns up to that frame are zero; a window with no face at all is zeros."""
+    from vrme.align import align_frame, load_models, predictor_file
+    from vrme.config import AlignConfig
+    from vrme.frames import read_gray
+
+    root, out = tmp_path / "data", tmp_path / "work"
+    # k = 20: windows start at 0, 10, 20, 30, 40, 50. Window 0 finds its face on frame 2,
+    # window 2 on frame 23; frames 40..59 (all of window 4 and 5's frames up to 59) have none.
+    blank = {0, 1, 20, 21, 22} | set(range(40, 70))
+    frames, _ = facegen.render(70, me=(24, 36), amplitude=2.5, blank=blank)
+    row = facegen.write_video(root, "s1", "v1", frames)
+    cfg = make_cfg(root, out, k=K, missing_face="reference")
+    st_a = align_video(cfg, row)
+    assert st_a.counts == {"detected": 2, "reused": 0, "none": 2, "late": 2}
+    vl = read_landmarks(landmarks_path(cfg, "s1", "v1"))
+    assert vl.status.tolist() == ["late", "detected", "late", "detected", "none", "none"]
+    assert vl.face_offset.tolist() == [2, 0, 3, 0, 0, 0]
+    # The landmarks of the other rules are elsewhere (they search the first frame only).
+    reuse = make_cfg(root, out, k=K)
+    assert landmarks_path(reuse, "s1", "v1") != landmarks_path(cfg, "s1", "v1")
+    st = extract_video_features(cfg, row)
+    assert st.counts == st_a.counts
+    vf = read_video_features(st.path)
+    frames = [read_gray(root / "s1" / "v1" / f"{i}.jpg") for i in range(70)]  # as decoded
+    det, pred = load_models(str(predictor_file(AlignConfig())))
+    assert vf.align.tolist() == vl.status.tolist()
+    v = vf.values
+    assert np.all(v[4:] == 0)
+    for w, off in ((0, 2), (2, 3)):
+        start = 10 * w
+        assert np.all(v[w][:, :off + 1] == 0)
+        # Against the window computed from its face frame on: the same columns.
+        expect = window_features(frames[start + off:start + K], vl.crop_box[w],
+                                 vl.crop_landmarks[w], cfg)
+        np.testing.assert_array_equal(v[w][:, off + 1:], expect[:, 1:])
+        assert np.abs(v[w][:, off + 1:]).max() > 0
+        # The alignment is the face frame's own (detected there, not reused from elsewhere).
+        fa = align_frame(frames[start + off], det, pred, 320)
+        assert np.array_equal(vl.crop_box[w], fa.crop_box)
+        assert np.array_equal(vl.crop_landmarks[w], fa.crop_landmarks)
+    # window_features takes the offset itself.
+    np.testing.assert_array_equal(
+        window_features(frames[20:40], vl.crop_box[2], vl.crop_landmarks[2], cfg, offset=3),
+        v[2])
+    # The eyebrow raise (frames 24..36) shows in window 2 after its late start.
+    apex = 30 - 20
+    assert v[2][[y_row("brow_left"), y_row("brow_right")], apex].max() < -2.0
+    # zeros: the windows whose first frame has no face are all zero, nothing is searched.
+    cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
+    align_video(cfg0, row)
+    v0 = read_video_features(extract_video_features(cfg0, row).path).values
+    assert np.all(v0[[0, 2, 4, 5]] == 0)
+    np.testing.assert_array_equal(v0[[1, 3]], v[[1, 3]])

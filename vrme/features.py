@@ -7,7 +7,13 @@ matrix: for every later frame of the window, the face crop (the window's crop bo
 regions; each of the 18 ROIs of :mod:`vrme.rois` gives the mean of its largest flow vectors minus
 the global (nose-ridge) motion. When the global motion exceeds ``realign_threshold_px2`` the crop
 box is shifted by it (rounded) and the flow recomputed, at most ``realign_max_iter`` times; the
-shift carries over to the window's later frames. Column 0 is zero.
+shift carries over to the window's later frames. Column 0 is zero. A ``late`` window
+(``missing_face: reference``) is compared with its first frame that has a face instead; the
+columns up to that frame are zero.
+
+The flow is ``cv2.calcOpticalFlowFarneback`` on every frame pair with ``flow_impl: opencv``
+(the reference's numbers exactly) or, by default (``fast``), :class:`vrme.farneback.Farneback`,
+which expands each window's first-frame regions once (the same flows to float rounding).
 
 Frames are streamed: every frame is decoded once and fed to the (at most two) windows that
 contain it, so memory does not depend on the video's length. A video's windows are split into
@@ -41,6 +47,7 @@ from vrme.align import (
     landmarks_path,
     read_landmarks,
     run_align,
+    window_counts,
 )
 from vrme.config import Config, FeatureConfig, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
@@ -155,10 +162,12 @@ class _Window:
     """A window being computed: its crop box (shifted by re-alignment), ROI layout, the first
     frame's regions and the output matrix."""
 
-    __slots__ = ("start", "box", "layout", "prev", "out", "active", "means")
+    __slots__ = ("start", "ref", "box", "layout", "prev", "out", "active", "means")
 
-    def __init__(self, start: int, k: int, box: np.ndarray | None, layout: RoiLayout | None):
+    def __init__(self, start: int, k: int, box: np.ndarray | None, layout: RoiLayout | None,
+                 ref: int | None = None):
         self.start = start
+        self.ref = start if ref is None else ref  # the frame the others are compared with
         self.box = None if box is None else [int(v) for v in box]
         self.layout = layout
         self.prev: list[Any] = []  # per region: what _Flow.prepare made of the first frame
@@ -280,16 +289,17 @@ def _step(win: _Window, img: np.ndarray, col: int, p: FlowParams, flow_fn: _Flow
 
 
 def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmarks: np.ndarray,
-                    cfg: Config) -> np.ndarray:
+                    cfg: Config, offset: int = 0) -> np.ndarray:
     """The 36 x k matrix of one window from its k frames (grayscale, full size), the crop box
-    (top, bottom, left, right) and the landmarks on the crop (68 x 2). For tests and tools;
+    (top, bottom, left, right) and the landmarks on the crop (68 x 2), both found on frame
+    ``offset`` (> 0: a ``late`` window; columns 0..offset are zero). For tests and tools;
     videos go through :func:`extract_video_features`."""
     p = FlowParams.from_config(cfg)
     layout = roi_layout(crop_landmarks, **p.fractions)
-    win = _Window(0, len(frames), crop_box, layout)
+    win = _Window(0, len(frames), crop_box, layout, offset)
     flow_fn = _Flow(p.farneback, p.flow_impl)
-    _start_window(win, frames[0], p.crop_size, flow_fn)
-    for col in range(1, len(frames)):
+    _start_window(win, frames[offset], p.crop_size, flow_fn)
+    for col in range(offset + 1, len(frames)):
         _step(win, frames[col], col, p, flow_fn)
     return win.out
 
@@ -299,10 +309,12 @@ def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmar
 
 @dataclass
 class WindowPlan:
-    """What a worker needs for one window: its crop box and crop landmarks (None = zeros)."""
+    """What a worker needs for one window: its crop box and crop landmarks (None = zeros) and
+    the frame of the window they were found on (``offset``; > 0 for a ``late`` window)."""
 
     crop_box: np.ndarray | None
     crop_landmarks: np.ndarray | None
+    offset: int = 0
 
 
 @dataclass
@@ -336,17 +348,18 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     try:
         for j in range(w0 * half, (w1 - 1) * half + k):
             img = reader.read(j)
-            for _, win in active:
-                if win.active:
-                    shifts += _step(win, img, j - win.start, p, flow_fn)
             if j % half == 0 and w0 <= j // half < w1:
                 wp = plans[j // half - w0]
                 layout = (roi_layout(wp.crop_landmarks, **p.fractions)
                           if wp.crop_box is not None else None)
-                win = _Window(j, k, wp.crop_box, layout)
-                if win.active:
+                active.append((j // half, _Window(j, k, wp.crop_box, layout, j + wp.offset)))
+            for _, win in active:
+                if not win.active or j < win.ref:
+                    continue  # a late window's frames before its face stay zero columns
+                if j == win.ref:
                     _start_window(win, img, p.crop_size, flow_fn)
-                active.append((j // half, win))
+                else:
+                    shifts += _step(win, img, j - win.start, p, flow_fn)
             while active and active[0][1].start + k - 1 <= j:
                 w, win = active.pop(0)
                 values[w - w0] = win.out
@@ -371,7 +384,9 @@ def _window_plans(cfg: Config, vl: VideoLandmarks) -> tuple[list[WindowPlan], np
             plans.append(WindowPlan(None, None))
             flags[w] = "none"
         else:
-            plans.append(WindowPlan(vl.crop_box[w].copy(), vl.crop_landmarks[w].copy()))
+            assert vl.face_offset is not None
+            plans.append(WindowPlan(vl.crop_box[w].copy(), vl.crop_landmarks[w].copy(),
+                                    int(vl.face_offset[w])))
             flags[w] = status
     return plans, flags
 
@@ -382,7 +397,7 @@ def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: 
     subject, video = str(row["subject"]), str(row["video"])
     values = np.concatenate([c.values for c in chunks], axis=0)
     bad = sorted({b for c in chunks for b in c.bad_frames})
-    counts = {s: int((flags == s).sum()) for s in ("detected", "reused", "none")}
+    counts = window_counts(flags)
     meta = dict(meta, counts=counts, bad_frames=bad, n_bad_frames=len(bad),
                 realign_shifts=int(sum(c.realign_shifts for c in chunks)))
     feats = VideoFeatures(
