@@ -48,10 +48,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -75,6 +74,9 @@ from vrme.videojobs import (
     run_jobs,
     window_count,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -121,24 +123,38 @@ def predictor_file(align: AlignConfig) -> Path:
     return p
 
 
-_MODELS = threading.local()
+class _Serialized:
+    """A dlib model shared by the threads of a process, called under a lock: dlib's detector is
+    not safe for concurrent calls (its documentation), and its calls hold the GIL anyway."""
+
+    def __init__(self, model: Any):
+        self._model = model
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any) -> Any:
+        with self._lock:
+            return self._model(*args)
+
+
+_MODELS: dict[str, tuple[Any, Any]] = {}
+_MODELS_LOCK = threading.Lock()
+MODEL_LOAD_SECONDS: dict[str, float] = {}
+"""CPU seconds each landmark model took to load in this process (for benchmarks)."""
 
 
 def load_models(predictor_path: str) -> tuple[Any, Any]:
-    """(dlib frontal face detector, dlib shape predictor), loaded once per thread.
+    """(dlib frontal face detector, dlib shape predictor), loaded once per process and shared
+    by its threads (each call goes through a lock; the thread-pool task runner runs several
+    videos in one process). Loading both takes about a second of CPU."""
+    with _MODELS_LOCK:
+        if predictor_path not in _MODELS:
+            import dlib
 
-    dlib's objects are not safe to share between threads (the thread-pool task runner runs
-    several videos in one process), so every thread gets its own pair.
-    """
-    import dlib
-
-    cache = getattr(_MODELS, "by_path", None)
-    if cache is None:
-        cache = _MODELS.by_path = {}
-    if predictor_path not in cache:
-        cache[predictor_path] = (dlib.get_frontal_face_detector(),
-                                 dlib.shape_predictor(predictor_path))
-    return cache[predictor_path]
+            t = time.process_time()
+            _MODELS[predictor_path] = (_Serialized(dlib.get_frontal_face_detector()),
+                                       _Serialized(dlib.shape_predictor(predictor_path)))
+            MODEL_LOAD_SECONDS[predictor_path] = time.process_time() - t
+        return _MODELS[predictor_path]
 
 
 # -- one frame ---------------------------------------------------------------------------------
@@ -575,7 +591,7 @@ def align_video(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str
 
 
 def _rows(manifest: pd.DataFrame | list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    if isinstance(manifest, pd.DataFrame):
+    if hasattr(manifest, "to_dict"):
         return [dict(r) for r in manifest.to_dict(orient="records")]
     return [dict(r) for r in manifest]
 

@@ -35,10 +35,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from vrme.align import (
     VideoLandmarks,
@@ -60,7 +59,6 @@ from vrme.rois import (
     roi_layout,
     top_fraction_mean,
 )
-from vrme.schema import VideoFeatures, write_video_features
 from vrme.videojobs import (
     cached_output_valid,
     dataset_root,
@@ -78,6 +76,9 @@ from vrme.videojobs import (
     run_jobs,
     window_count,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +395,8 @@ def _window_plans(cfg: Config, vl: VideoLandmarks) -> tuple[list[WindowPlan], np
 def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dict[str, Any],
                      vl: VideoLandmarks, flags: np.ndarray, n_indices: int, t0: float,
                      chunks: list[FeatureChunk]) -> VideoStatus:
+    from vrme.schema import VideoFeatures, write_video_features
+
     subject, video = str(row["subject"]), str(row["video"])
     values = np.concatenate([c.values for c in chunks], axis=0)
     bad = sorted({b for c in chunks for b in c.bad_frames})
@@ -519,7 +522,7 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
     r = dataset_root(cfg, root)
     n_workers = resolve_workers(workers or cfg.features.workers)
     rows = ([dict(x) for x in manifest.to_dict(orient="records")]
-            if isinstance(manifest, pd.DataFrame) else [dict(x) for x in manifest])
+            if hasattr(manifest, "to_dict") else [dict(x) for x in manifest])
     skipped: dict[tuple[str, str], VideoStatus] = {}
     if align_first:
         for st in run_align(cfg, rows, r, n_workers, progress=progress):
