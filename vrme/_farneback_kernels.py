@@ -171,13 +171,50 @@ def matrices(e0, e1, fx, fy, out, wy, wx):  # pragma: no cover - compiled
 
 
 @nb.njit(**_OPTS)
-def solve(mats, fx, fy, m, scale, colsum, line, acc):  # pragma: no cover - compiled
-    """Sum the matrices over (2m+1)^2 boxes (replicated borders), scale the sums by
-    ``scale`` and solve each pixel's 2 x 2 system (regularised by 1e-3) into (fx, fy).
-    ``colsum`` (5, w) float64, ``line`` (5, w + 2m) and ``acc`` (5, w) float32: scratch."""
+def matrices_at_rest(e0, e1, out, wy, wx):  # pragma: no cover - compiled
+    """:func:`matrices` for a zero flow (the coarsest level's start): ``e1`` is sampled at the
+    pixel itself, which the last row and column count as outside the image."""
+    _, h, w = e0.shape
+    half, quarter = f32(0.5), f32(0.25)
+    for y in range(h):
+        sy = wy[y]
+        q0, q1, q2, q3, q4 = e0[0, y], e0[1, y], e0[2, y], e0[3, y], e0[4, y]
+        p0, p1, p2, p3, p4 = e1[0, y], e1[1, y], e1[2, y], e1[3, y], e1[4, y]
+        m0, m1, m2, m3, m4 = out[0, y], out[1, y], out[2, y], out[3, y], out[4, y]
+        inner = w - 1 if y < h - 1 else 0
+        for x in range(inner):
+            s = sy * wx[x]
+            r2 = (q0[x] - p0[x]) * half * s
+            r3 = (q1[x] - p1[x]) * half * s
+            r4 = (q2[x] + p2[x]) * half * s
+            r5 = (q3[x] + p3[x]) * half * s
+            r6 = (q4[x] + p4[x]) * quarter * s
+            m0[x] = r4 * r4 + r6 * r6
+            m1[x] = (r4 + r5) * r6
+            m2[x] = r5 * r5 + r6 * r6
+            m3[x] = r4 * r2 + r6 * r3
+            m4[x] = r6 * r2 + r5 * r3
+        for x in range(inner, w):
+            s = sy * wx[x]
+            r2 = q0[x] * half * s
+            r3 = q1[x] * half * s
+            r4 = q2[x] * s
+            r5 = q3[x] * s
+            r6 = q4[x] * half * s
+            m0[x] = r4 * r4 + r6 * r6
+            m1[x] = (r4 + r5) * r6
+            m2[x] = r5 * r5 + r6 * r6
+            m3[x] = r4 * r2 + r6 * r3
+            m4[x] = r6 * r2 + r5 * r3
+
+
+@nb.njit(**_OPTS)
+def solve(mats, fx, fy, m, scale, colsum):  # pragma: no cover - compiled
+    """Sum the matrices over (2m+1)^2 boxes (replicated borders; running sums in float64),
+    scale the sums by ``scale`` and solve each pixel's 2 x 2 system (regularised by 1e-3) into
+    (fx, fy). ``colsum`` (5, w) float64: scratch for the column sums."""
     _, h, w = mats.shape
-    taps = 2 * m + 1
-    sc = f32(scale)
+    s0, s1, s2, s3, s4 = colsum[0], colsum[1], colsum[2], colsum[3], colsum[4]
     for c in range(5):
         s = colsum[c]
         r = mats[c, 0]
@@ -194,51 +231,52 @@ def solve(mats, fx, fy, m, scale, colsum, line, acc):  # pragma: no cover - comp
                 s, ra, rb = colsum[c], mats[c, ia], mats[c, ib]
                 for x in range(w):
                     s[x] += np.float64(ra[x]) - np.float64(rb[x])
-        for c in range(5):
-            s, v = colsum[c], line[c]
-            vc = v[m:m + w]
-            for x in range(w):
-                vc[x] = s[x]
-            first, last = vc[0], vc[w - 1]
-            for i in range(m):
-                v[i] = first
-                v[m + w + i] = last
-            t = acc[c]
-            for x in range(w):
-                t[x] = v[x]
-            for d in range(1, taps):
-                vd = v[d:d + w]
-                for x in range(w):
-                    t[x] += vd[x]
-        t0, t1, t2, t3, t4 = acc[0], acc[1], acc[2], acc[3], acc[4]
+        # Row sums of the column sums, slid along x, and the solve.
+        h0 = s0[0] * (m + 1)
+        h1 = s1[0] * (m + 1)
+        h2 = s2[0] * (m + 1)
+        h3 = s3[0] * (m + 1)
+        h4 = s4[0] * (m + 1)
+        for d in range(1, m + 1):
+            j = min(d, w - 1)
+            h0 += s0[j]
+            h1 += s1[j]
+            h2 += s2[j]
+            h3 += s3[j]
+            h4 += s4[j]
         ox, oy = fx[y], fy[y]
         for x in range(w):
-            g11 = np.float64(t0[x] * sc)
-            g12 = np.float64(t1[x] * sc)
-            g22 = np.float64(t2[x] * sc)
-            h1 = np.float64(t3[x] * sc)
-            h2 = np.float64(t4[x] * sc)
+            if x > 0:
+                a, b = min(x + m, w - 1), max(x - m - 1, 0)
+                h0 += s0[a] - s0[b]
+                h1 += s1[a] - s1[b]
+                h2 += s2[a] - s2[b]
+                h3 += s3[a] - s3[b]
+                h4 += s4[a] - s4[b]
+            g11, g12, g22 = h0 * scale, h1 * scale, h2 * scale
+            b1, b2 = h3 * scale, h4 * scale
             idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3)
-            ox[x] = (g11 * h2 - g12 * h1) * idet
-            oy[x] = (g22 * h1 - g12 * h2) * idet
+            ox[x] = (g11 * b2 - g12 * b1) * idet
+            oy[x] = (g22 * b1 - g12 * b2) * idet
 
 
 @nb.njit(**_OPTS)
-def level_flow(e0, img, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy,
-               wx):  # pragma: no cover - compiled
+def level_flow(e0, img, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy, wx,
+               at_rest):  # pragma: no cover - compiled
     """One pyramid level: expand ``img`` (the level's float image), then ``iterations``
     rounds of solve (the matrices recomputed after each but the last), starting from the
-    flow in (fx, fy), which is updated in place."""
+    flow in (fx, fy), which is updated in place (``at_rest``: it is zero)."""
     _, h, w = e0.shape
     e1 = np.empty((5, h, w), f32)
     expand(img, g, xg, xxg, ig, e1)
     mats = np.empty((5, h, w), f32)
     colsum = np.empty((5, w), np.float64)
-    line = np.empty((5, w + 2 * m), f32)
-    acc = np.empty((5, w), f32)
-    matrices(e0, e1, fx, fy, mats, wy, wx)
+    if at_rest:
+        matrices_at_rest(e0, e1, mats, wy, wx)
+    else:
+        matrices(e0, e1, fx, fy, mats, wy, wx)
     for i in range(iterations):
-        solve(mats, fx, fy, m, scale, colsum, line, acc)
+        solve(mats, fx, fy, m, scale, colsum)
         if i < iterations - 1:
             matrices(e0, e1, fx, fy, mats, wy, wx)
 
@@ -250,4 +288,4 @@ def full_level_flow(e0, img, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy,
     h, w = img.shape
     lv = np.empty((h, w), f32)
     smooth121(img, lv)
-    level_flow(e0, lv, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy, wx)
+    level_flow(e0, lv, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy, wx, True)

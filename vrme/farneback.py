@@ -187,6 +187,7 @@ class Farneback:
         flow = None
         for e0, f in zip(first.expansions, self._level_images(image)):
             _, h, w = e0.shape
+            at_rest = flow is None
             if flow is None:
                 flow = np.zeros((2, h, w), np.float32)
             else:
@@ -194,6 +195,6 @@ class Farneback:
                 flow = np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) * up
                                  for p in flow])
             self._k.level_flow(e0, f, g, xg, xxg, ig, flow[0], flow[1], m, self.scale, it,
-                               self._border(h), self._border(w))
+                               self._border(h), self._border(w), at_rest)
         assert flow is not None
         return flow
