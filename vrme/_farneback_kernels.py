@@ -109,6 +109,14 @@ def expand(img, g, xg, xxg, ig, out):  # pragma: no cover - compiled
             o4[x] = b6[x] * ig55
 
 
+@nb.njit(inline="always", **_OPTS)
+def _entries(r2, r3, r4, r5, r6):  # pragma: no cover - compiled
+    """G11, G12, G22, h1, h2 of one pixel from its averaged linear (r2, r3) and quadratic
+    (r4, r5, r6) terms."""
+    return (r4 * r4 + r6 * r6, (r4 + r5) * r6, r5 * r5 + r6 * r6, r4 * r2 + r6 * r3,
+            r6 * r2 + r5 * r3)
+
+
 @nb.njit(**_OPTS)
 def matrices(e0, e1, fx, fy, out, wy, wx):  # pragma: no cover - compiled
     """The five entries of each pixel's motion equations (G11, G12, G22, h1, h2) into ``out``
@@ -163,11 +171,7 @@ def matrices(e0, e1, fx, fy, out, wy, wx):  # pragma: no cover - compiled
             r4 *= s
             r5 *= s
             r6 *= s
-            m0[x] = r4 * r4 + r6 * r6
-            m1[x] = (r4 + r5) * r6
-            m2[x] = r5 * r5 + r6 * r6
-            m3[x] = r4 * r2 + r6 * r3
-            m4[x] = r6 * r2 + r5 * r3
+            m0[x], m1[x], m2[x], m3[x], m4[x] = _entries(r2, r3, r4, r5, r6)
 
 
 @nb.njit(**_OPTS)
@@ -189,11 +193,7 @@ def matrices_at_rest(e0, e1, out, wy, wx):  # pragma: no cover - compiled
             r4 = (q2[x] + p2[x]) * half * s
             r5 = (q3[x] + p3[x]) * half * s
             r6 = (q4[x] + p4[x]) * quarter * s
-            m0[x] = r4 * r4 + r6 * r6
-            m1[x] = (r4 + r5) * r6
-            m2[x] = r5 * r5 + r6 * r6
-            m3[x] = r4 * r2 + r6 * r3
-            m4[x] = r6 * r2 + r5 * r3
+            m0[x], m1[x], m2[x], m3[x], m4[x] = _entries(r2, r3, r4, r5, r6)
         for x in range(inner, w):
             s = sy * wx[x]
             r2 = q0[x] * half * s
@@ -201,11 +201,7 @@ def matrices_at_rest(e0, e1, out, wy, wx):  # pragma: no cover - compiled
             r4 = q2[x] * s
             r5 = q3[x] * s
             r6 = q4[x] * half * s
-            m0[x] = r4 * r4 + r6 * r6
-            m1[x] = (r4 + r5) * r6
-            m2[x] = r5 * r5 + r6 * r6
-            m3[x] = r4 * r2 + r6 * r3
-            m4[x] = r6 * r2 + r5 * r3
+            m0[x], m1[x], m2[x], m3[x], m4[x] = _entries(r2, r3, r4, r5, r6)
 
 
 @nb.njit(**_OPTS)
