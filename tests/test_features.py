@@ -53,6 +53,15 @@ def test_top_fraction_mean_matches_full_sort():
         expect = flow.reshape(-1, 2)[order].mean(axis=0)
         assert np.allclose(top_fraction_mean(flow, mag, frac), expect, atol=1e-6)
     assert top_fraction_mean(np.zeros((0, 5, 2), np.float32), np.zeros((0, 5)), 0.3) == (0, 0)
+    # Ties at the threshold: exactly the count kept, small boxes and large.
+    for shape in [(10, 10), (60, 60)]:
+        flow = rng.normal(size=(*shape, 2)).astype(np.float32)
+        mag = np.ones(shape, np.float32)
+        keep = mag.size - int(mag.size * 0.7)
+        got = top_fraction_mean(flow, mag, 0.3)
+        idx = mag.ravel().argpartition(int(mag.size * 0.7))[int(mag.size * 0.7):]
+        assert len(idx) == keep
+        assert np.allclose(got, flow.reshape(-1, 2)[idx].mean(axis=0), atol=1e-6)
 
 
 def test_roi_layout_boxes_follow_the_landmarks():

@@ -107,9 +107,9 @@ class Farneback:
         self.weights = _applicability(int(poly_n), float(poly_sigma))
         self._plans: dict[tuple[int, int], list[_Level]] = {}
         self._borders: dict[int, np.ndarray] = {}
-        from vrme import _farneback_kernels
+        from vrme import _kernels
 
-        self._k = _farneback_kernels
+        self._k = _kernels
 
     def _plan(self, shape: tuple[int, int]) -> list[_Level]:
         plan = self._plans.get(shape)

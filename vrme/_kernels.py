@@ -1,4 +1,5 @@
-"""Compiled per-pixel kernels of :mod:`vrme.farneback` (numba; imported on first use only).
+"""Compiled kernels of :mod:`vrme.farneback` and :mod:`vrme.rois` (numba; imported on first
+use only).
 
 Arrays: images (h, w) float32; expansions (5, h, w) float32 holding, per pixel, the y and x
 gradient terms, the yy and xx terms and the xy term of the local quadratic polynomial; flows
@@ -285,3 +286,27 @@ def full_level_flow(e0, img, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy,
     lv = np.empty((h, w), f32)
     smooth121(img, lv)
     level_flow(e0, lv, g, xg, xxg, ig, fx, fy, m, scale, iterations, wy, wx, True)
+
+
+@nb.njit(**_OPTS)
+def top_sums(fx, fy, mag, skip):  # pragma: no cover - compiled
+    """(count, sum of fx, sum of fy) over the pixels whose ``mag`` is at or above the
+    ``skip``-th smallest magnitude (all three (h, w) arrays, any strides)."""
+    h, w = mag.shape
+    flat = np.empty(h * w, mag.dtype)
+    i = 0
+    for y in range(h):
+        for x in range(w):
+            flat[i] = mag[y, x]
+            i += 1
+    threshold = np.partition(flat, skip)[skip]
+    count = 0
+    sx = 0.0
+    sy = 0.0
+    for y in range(h):
+        for x in range(w):
+            if mag[y, x] >= threshold:
+                count += 1
+                sx += fx[y, x]
+                sy += fy[y, x]
+    return count, sx, sy
