@@ -1,29 +1,35 @@
 """Benchmark of the alignment + feature stages on a generated 640 x 480 face video.
 
-    python benchmarks/features.py [--seconds 60] [--k 50] [--data DIR] [--workers N]
+    python benchmarks/features.py [--seconds 60] [--k 50] [--data DIR] [--repeat 3]
+                                  [--workers N]
 
-Generates (once, into ``--data``) a synthetic CAS(ME)^3-layout video with ``vrme.synth``, then,
-each in a fresh process so that peak memory is measured alone:
+Generates (once, into ``--data``) a synthetic CAS(ME)^3-layout video with ``vrme.synth``, aligns
+it once, then measures in this process, interleaved round by round (``--repeat`` rounds; medians
+and the per-round ratios are printed, so that a machine whose speed drifts still compares like
+with like):
 
-1. alignment + features with 1 worker: frames per second and the per-frame cost (ms, wall
-   time divided by frames) split into decode / detect+landmarks / flow (the Farneback calls,
-   re-alignment included) / rest (everything else: crop, resize, top-fraction means, Parquet,
-   process start);
-2. the same with ``--workers`` (default: every core), its speed-up over 1 worker;
-3. the floor: the bare Farneback calls on the same ROIs (7 regions per window and frame, as
-   cropped from the same frames and landmarks, taken out of memory; no decode, no
-   re-alignment, nothing else).
+- ``fast``: the feature stage with ``features.flow_impl: fast`` (the default: vrme's compiled
+  Farneback, each window's first frame expanded once);
+- ``opencv``: the same with ``flow_impl: opencv`` (``cv2.calcOpticalFlowFarneback`` on every
+  frame pair, the reference-exact path);
+- ``floor``: the bare OpenCV Farneback calls on the same ROIs (7 regions per window and frame, the
+  crops made beforehand and held in memory; no decode, no re-alignment, nothing else).
 
-Peak RSS is the largest resident set of the measuring process and of its workers.
+CPU seconds per frame are process CPU time divided by the video's frames (decode included in the
+two stages). The fidelity figure is the smallest correlation, over the 36 feature channels, of the
+fast path's features with the opencv path's. Then the one-time costs of a process (landmark
+models, compiled kernels), the alignment stage's cost per frame, and the scaling over cores:
+``--workers`` copies of the video featurized at once by a ``ProcessPoolExecutor``, against one
+copy alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import concurrent.futures as cf
 import os
 import resource
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -52,13 +58,13 @@ def _row(data: Path) -> dict[str, Any]:
     }
 
 
-def _config(data: Path, out: Path, k: int):  # noqa: ANN202
+def _config(data: Path, out: Path, k: int, flow_impl: str = "fast"):  # noqa: ANN202
     from vrme.config import config_from_mapping
 
     return config_from_mapping({
         "dataset": {"name": "bench", "layout": "casme3", "fps": 30, "frame_skip": 1,
                     "root": str(data)},
-        "features": {"k": k},
+        "features": {"k": k, "flow_impl": flow_impl},
         "run": {"out": str(out)},
     }, "benchmark")
 
@@ -80,53 +86,40 @@ def generate(data: Path, seconds: float) -> None:
           f"into {data}", file=sys.stderr)
 
 
-def _peak_rss_mb() -> tuple[float, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, kids
-
-
-def measure(data: Path, out: Path, k: int, workers: int) -> dict[str, Any]:
-    """Align + features of the video with ``workers`` processes, from empty caches."""
-    from vrme.align import run_align
-    from vrme.features import run_features
-    from vrme.schema import read_video_features
-
-    from vrme.align import load_models, predictor_file
+def align(data: Path, out: Path, k: int) -> dict[str, Any]:
+    """Align the video (once; both feature paths share the landmarks)."""
+    from vrme.align import MODEL_LOAD_SECONDS, load_models, predictor_file, run_align
 
     cfg = _config(data, out, k)
-    row = _row(data)
-    # The landmark model is loaded once per process (about 0.6 s); timed on its own so that
-    # the per-frame figures do not depend on the video's length.
+    path = str(predictor_file(cfg.align))
+    load_models(path)
     c = time.process_time()
-    load_models(str(predictor_file(cfg.align)))
-    model_s = time.process_time() - c
-    c0, t0 = time.process_time(), time.perf_counter()
-    (sa,) = run_align(cfg, [row], workers=workers, progress=False)
-    c1, t1 = time.process_time(), time.perf_counter()
-    (sf,) = run_features(cfg, [row], workers=workers, progress=False, align_first=False)
-    c2, t2 = time.process_time(), time.perf_counter()
-    assert sa.status == "computed" and sf.status == "computed", (sa, sf)
-    own, _ = _peak_rss_mb()
-    return {
-        "workers": workers, "frames": sf.n_indices, "windows": sf.n_windows,
-        "model_load_s": model_s,
-        "align_s": t1 - t0, "features_s": t2 - t1,
-        # CPU time of this process: everything when workers == 1 (work runs inline).
-        "align_cpu_s": c1 - c0, "features_cpu_s": c2 - c1,
-        "realign_shifts": read_video_features(sf.path).meta["realign_shifts"],
-        "rss_workers_mb": max(sa.peak_rss_mb, sf.peak_rss_mb),
-        "decode_s": sa.timings.get("decode", 0) + sf.timings.get("decode", 0),
-        "detect_s": sa.timings.get("detect", 0),
-        "flow_s": sf.timings.get("flow", 0),
-        "farneback_calls": sf.timings.get("farneback_calls", 0),
-        "counts": sf.counts, "rss_own_mb": own,
-        "features_file": sf.path,
-    }
+    (st,) = run_align(cfg, [_row(data)], workers=1, progress=False, force=True)
+    assert st.status == "computed", st
+    return {"model_load_s": MODEL_LOAD_SECONDS[path], "align_cpu_s": time.process_time() - c,
+            "detect_s": st.timings.get("detect", 0.0), "counts": st.counts}
+
+
+def features(data: Path, out: Path, k: int, impl: str) -> dict[str, Any]:
+    """The feature stage of the video in this process (recomputed), CPU-timed."""
+    import numpy as np
+
+    from vrme.features import feature_chunk, plan_features
+
+    cfg = _config(data, out, k, impl)
+    c = time.process_time()
+    job = plan_features(cfg, _row(data), data, workers=1, force=True)
+    chunks = [feature_chunk(*args) for args in job.chunks]
+    assert job.finish is not None
+    st = job.finish(chunks)
+    return {"cpu_s": time.process_time() - c, "frames": st.n_indices, "windows": st.n_windows,
+            "flow_s": st.timings.get("flow", 0.0), "decode_s": st.timings.get("decode", 0.0),
+            "calls": st.timings.get("farneback_calls", 0.0),
+            "values": np.concatenate([ch.values for ch in chunks])}
 
 
 def floor(data: Path, out: Path, k: int) -> dict[str, Any]:
-    """Bare Farneback cost on the ROIs of every window and frame (from memory)."""
+    """Bare OpenCV Farneback cost on the ROIs of every window and frame (from memory)."""
     import cv2
     import numpy as np
 
@@ -135,7 +128,6 @@ def floor(data: Path, out: Path, k: int) -> dict[str, Any]:
     from vrme.frames import FrameSource
     from vrme.rois import roi_layout
 
-    cv2.setNumThreads(1)
     cfg = _config(data, out, k)
     row = _row(data)
     p = FlowParams.from_config(cfg)
@@ -161,98 +153,136 @@ def floor(data: Path, out: Path, k: int) -> dict[str, Any]:
             cv2.calcOpticalFlowFarneback(a, c, None, *p.farneback, 0)
         seconds += time.process_time() - t0
         calls += len(pairs)
-    n_frames = vl.n_windows * half + half
-    return {"floor_s": seconds, "calls": calls, "frames": n_frames}
+    return {"cpu_s": seconds, "calls": calls}
 
 
-def _sub(mode: str, args: argparse.Namespace, out: Path, workers: int = 1) -> dict[str, Any]:
-    """Run one measurement in a fresh process, ``--repeat`` times from empty caches; keep the
-    fastest (the least disturbed by other load on the machine)."""
-    best: dict[str, Any] | None = None
-    for i in range(args.repeat if mode == "measure" else 1):
-        target = out.with_name(f"{out.name}-{i}") if mode == "measure" else out
-        cmd = [sys.executable, __file__, "--mode", mode, "--data", str(args.data), "--k",
-               str(args.k), "--out", str(target), "--workers", str(workers)]
-        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        got = json.loads(res.stdout.strip().splitlines()[-1])
-        wall = got.get("align_s", 0) + got.get("features_s", 0)
-        if best is None or wall < best["align_s"] + best["features_s"]:
-            best = got
-    assert best is not None
-    return best
+def _one_copy(args: tuple[str, str, int]) -> float:
+    """Worker of the scaling figure: align + features of the video into its own folder."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    data, out, k = Path(args[0]), Path(args[1]), args[2]
+    from vrme.align import run_align
+    from vrme.features import run_features
+
+    cfg = _config(data, out, k)
+    run_align(cfg, [_row(data)], workers=1, progress=False)
+    (st,) = run_features(cfg, [_row(data)], workers=1, progress=False, align_first=False)
+    return st.seconds
+
+
+def scaling(data: Path, tmp: Path, k: int, workers: int) -> tuple[float, float]:
+    """Wall seconds of 1 copy of the video, then of ``workers`` copies at once."""
+    times = []
+    for n in (1, workers):
+        jobs = [(str(data), str(tmp / f"scale-{n}-{i}"), k) for i in range(n)]
+        t = time.perf_counter()
+        with cf.ProcessPoolExecutor(max_workers=n) as pool:
+            list(pool.map(_one_copy, jobs))
+        times.append(time.perf_counter() - t)
+    return times[0], times[1]
+
+
+def min_channel_corr(a: Any, b: Any) -> float:
+    """Smallest correlation over the 36 channels of two (windows, 36, k) feature arrays."""
+    import numpy as np
+
+    x = a.transpose(1, 0, 2).reshape(a.shape[1], -1).astype(np.float64)
+    y = b.transpose(1, 0, 2).reshape(b.shape[1], -1).astype(np.float64)
+    return min(float(np.corrcoef(x[i], y[i])[0, 1]) for i in range(x.shape[0]))
 
 
 def main() -> None:
+    import cv2
+    import numpy as np
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--k", type=int, default=50, help="window length (CAS(ME)^3: 50)")
     ap.add_argument("--data", type=Path, default=None,
                     help="where the generated video lives (default: a temp folder)")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--repeat", type=int, default=2,
-                    help="runs per measurement; the fastest is kept")
-    ap.add_argument("--mode", choices=["all", "measure", "floor"], default="all")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="processes of the scaling figure (1 = skip it)")
     args = ap.parse_args()
-    if args.mode == "measure":
-        print(json.dumps(measure(args.data, args.out, args.k, args.workers)))
-        return
-    if args.mode == "floor":
-        print(json.dumps(floor(args.data, args.out, args.k)))
-        return
-
+    cv2.setNumThreads(1)
     if args.data is None:
         args.data = Path(tempfile.gettempdir()) / f"vrme-bench-{int(args.seconds)}s"
     generate(args.data, args.seconds)
-    with tempfile.TemporaryDirectory(prefix="vrme-bench-out-") as tmp:
-        one = _sub("measure", args, Path(tmp) / "w1", 1)
-        fl = _sub("floor", args, Path(tmp) / "w1-0")
-        many = _sub("measure", args, Path(tmp) / "wn", args.workers)
-    report(one, many, fl, args)
+    with tempfile.TemporaryDirectory(prefix="vrme-bench-out-") as tmp_s:
+        tmp = Path(tmp_s)
+        al = align(args.data, tmp, args.k)
+        c = time.process_time()
+        warm = features(args.data, tmp, args.k, "fast")  # loads (or compiles) the kernels
+        first_fast_s = time.process_time() - c
+        rounds: list[dict[str, Any]] = []
+        for _ in range(args.repeat):
+            rounds.append({"opencv": features(args.data, tmp, args.k, "opencv"),
+                           "fast": features(args.data, tmp, args.k, "fast"),
+                           "floor": floor(args.data, tmp, args.k)})
+        fidelity = min_channel_corr(rounds[0]["fast"]["values"], rounds[0]["opencv"]["values"])
+        max_diff = float(np.abs(rounds[0]["fast"]["values"]
+                                - rounds[0]["opencv"]["values"]).max())
+        scale = (scaling(args.data, tmp, args.k, args.workers) if args.workers > 1 else None)
+    report(args, al, warm, first_fast_s, rounds, fidelity, max_diff, scale)
 
 
-def report(one: dict[str, Any], many: dict[str, Any], fl: dict[str, Any],
-           args: argparse.Namespace) -> None:
+def report(args: argparse.Namespace, al: dict[str, Any], warm: dict[str, Any],
+           first_fast_s: float, rounds: list[dict[str, Any]], fidelity: float,
+           max_diff: float, scale: tuple[float, float] | None) -> None:
     """Print the benchmark table."""
-    n = one["frames"]
-    wall1 = one["align_s"] + one["features_s"]
-    walln = many["align_s"] + many["features_s"]
-    cpu1 = one["align_cpu_s"] + one["features_cpu_s"]
-    ms = {
-        "decode": one["decode_s"] / n * 1e3,
-        "detect+landmarks": one["detect_s"] / n * 1e3,
-        "flow": one["flow_s"] / n * 1e3,
+    med = statistics.median
+    n = warm["frames"]
+    ms = {key: med(r[key]["cpu_s"] for r in rounds) / n * 1e3 for key in ("fast", "opencv",
+                                                                       "floor")}
+    flow_ms = {key: med(r[key]["flow_s"] for r in rounds) / n * 1e3 for key in ("fast",
+                                                                             "opencv")}
+    ratio = {
+        "fast / opencv": med(r["fast"]["cpu_s"] / r["opencv"]["cpu_s"] for r in rounds),
+        "opencv / floor": med(r["opencv"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds),
+        "fast / floor": med(r["fast"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds),
+        "fast flow / opencv flow": med(r["fast"]["flow_s"] / r["opencv"]["flow_s"]
+                                       for r in rounds),
     }
-    ms["rest"] = cpu1 / n * 1e3 - sum(ms.values())
-    total = cpu1 / n * 1e3
-    floor_ms = fl["floor_s"] / n * 1e3
-    fps1, fpsn = n / wall1, n / walln
+    align_ms = al["align_cpu_s"] / n * 1e3
     load = os.getloadavg()
     print(f"video: {n} frames 640x480 (generated, {args.seconds:.0f} s at 30 fps), k={args.k}, "
-          f"{one['windows']} windows, alignment {one['counts']}, "
-          f"{one['realign_shifts']} re-alignment shifts")
+          f"{warm['windows']} windows, alignment {al['counts']}")
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} "
-          "(1 / 5 min) at the end")
-    head = f"{many['workers']} workers"
-    print(f"{'':32}{'1 worker':>12}{head:>12}")
-    print(f"{'frames per second (wall)':32}{fps1:12.1f}{fpsn:12.1f}")
-    print(f"{'  align stage (s, wall)':32}{one['align_s']:12.2f}{many['align_s']:12.2f}")
-    print(f"{'  features stage (s, wall)':32}{one['features_s']:12.2f}{many['features_s']:12.2f}")
-    print(f"{'peak RSS, main process (MB)':32}{one['rss_own_mb']:12.0f}{many['rss_own_mb']:12.0f}")
-    print(f"{'peak RSS, largest worker (MB)':32}{'-':>12}{many['rss_workers_mb']:12.0f}")
-    print("per-frame cost, 1 worker (CPU ms per frame):")
-    for key, v in ms.items():
-        print(f"  {key:30}{v:10.2f}")
-    print(f"  {'total':30}{total:10.2f}   (wall: {wall1 / n * 1e3:.2f})")
-    print(f"  {'one-time landmark model load':30}{one['model_load_s'] / n * 1e3:10.2f}   "
-          f"({one['model_load_s']:.2f} s per process, not in the total)")
-    print(f"  {'floor: bare Farneback':30}{floor_ms:10.2f}   ({fl['calls']} calls; the pipeline "
-          f"made {int(one['farneback_calls'])}, re-alignment included)")
-    with_load = total + one["model_load_s"] / n * 1e3
-    print(f"total / floor (1 worker, CPU): {total / floor_ms:.2f}x   (goal <= 1.3x; "
-          f"{with_load / floor_ms:.2f}x with the model load spread over this video)")
-    print(f"scaling (wall): {fpsn / fps1:.2f}x on {many['workers']} workers = "
-          f"{fpsn / fps1 / many['workers']:.2f} x workers x one worker   (goal >= 0.8)")
+          f"(1 / 5 min) at the end; {args.repeat} interleaved rounds, medians")
+    print("feature stage, CPU ms per frame (decode, flow, ROI means, Parquet):")
+    print(f"  {'fast (flow_impl: fast, default)':40}{ms['fast']:8.2f}   "
+          f"(flow {flow_ms['fast']:.2f})")
+    print(f"  {'opencv (flow_impl: opencv, exact)':40}{ms['opencv']:8.2f}   "
+          f"(flow {flow_ms['opencv']:.2f}, {int(rounds[0]['opencv']['calls'])} calls)")
+    print(f"  {'floor: bare OpenCV Farneback':40}{ms['floor']:8.2f}   "
+          f"({rounds[0]['floor']['calls']} calls, no re-alignment)")
+    print("ratios, round by round (median):")
+    for key, v in ratio.items():
+        per = {"fast / opencv": [r["fast"]["cpu_s"] / r["opencv"]["cpu_s"] for r in rounds],
+               "opencv / floor": [r["opencv"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds],
+               "fast / floor": [r["fast"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds],
+               "fast flow / opencv flow": [r["fast"]["flow_s"] / r["opencv"]["flow_s"]
+                                           for r in rounds]}[key]
+        print(f"  {key:40}{v:8.2f}   ({', '.join(f'{x:.2f}' for x in per)})")
+    print(f"fidelity: min correlation over the 36 channels, fast vs opencv = {fidelity:.10f} "
+          f"(1 - {1 - fidelity:.1e}; goal >= 0.9999), max |difference| {max_diff:.2g} px")
+    print("alignment stage and one-time costs:")
+    print(f"  {'alignment, CPU ms per frame':40}{align_ms:8.2f}   "
+          f"(detection {al['detect_s'] / n * 1e3:.2f})")
+    print(f"  {'whole pipeline, CPU ms per frame':40}{align_ms + ms['fast']:8.2f}   "
+          f"(opencv path: {align_ms + ms['opencv']:.2f})")
+    print(f"  {'landmark models, once per process':40}{al['model_load_s']:8.2f} s")
+    extra = first_fast_s - med(r["fast"]["cpu_s"] for r in rounds)
+    print(f"  {'compiled kernels, once per process':40}{extra:8.2f} s   (the first fast video's "
+          "extra CPU)")
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  {'peak RSS of this process':40}{own:8.0f} MB")
+    if scale is not None:
+        one, many = scale
+        print(f"scaling (wall): {args.workers} copies at once in {many:.1f} s, one alone in "
+              f"{one:.1f} s: {args.workers * one / many:.2f}x the throughput "
+              f"= {one / many:.2f} x workers x one")
 
 
 if __name__ == "__main__":

@@ -133,3 +133,30 @@ def test_video_without_face_is_skipped_and_run_goes_on(tmp_path):
     # The finding is cached: the second run does not detect again.
     statuses = run_align(cfg, [blank, good], workers=1, progress=False)
     assert [s.status for s in statuses] == ["skipped", "cached"]
+
+
+def test_landmark_model_loads_once_per_process_and_is_shared_by_threads():
+    import threading
+
+    from vrme.align import MODEL_LOAD_SECONDS
+
+    path = str(predictor_file(AlignConfig()))
+    first = load_models(path)
+    assert MODEL_LOAD_SECONDS[path] > 0
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(load_models(path))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(g[0] is first[0] and g[1] is first[1] for g in got) and len(got) == 3
+    # The shared models still work from several threads at once.
+    canvas, lm_ref = facegen.base_face()
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(align_frame(canvas, *first, 320)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [np.array_equal(f.landmarks, lm_ref.astype(np.int64)) for f in found] == [True] * 3

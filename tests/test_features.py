@@ -53,6 +53,15 @@ def test_top_fraction_mean_matches_full_sort():
         expect = flow.reshape(-1, 2)[order].mean(axis=0)
         assert np.allclose(top_fraction_mean(flow, mag, frac), expect, atol=1e-6)
     assert top_fraction_mean(np.zeros((0, 5, 2), np.float32), np.zeros((0, 5)), 0.3) == (0, 0)
+    # Ties at the threshold: exactly the count kept, small boxes and large.
+    for shape in [(10, 10), (60, 60)]:
+        flow = rng.normal(size=(*shape, 2)).astype(np.float32)
+        mag = np.ones(shape, np.float32)
+        keep = mag.size - int(mag.size * 0.7)
+        got = top_fraction_mean(flow, mag, 0.3)
+        idx = mag.ravel().argpartition(int(mag.size * 0.7))[int(mag.size * 0.7):]
+        assert len(idx) == keep
+        assert np.allclose(got, flow.reshape(-1, 2)[idx].mean(axis=0), atol=1e-6)
 
 
 def test_roi_layout_boxes_follow_the_landmarks():
@@ -153,7 +162,7 @@ def test_window_without_face_reuses_nearest_landmarks(tmp_path):
     assert vf.meta["counts"]["reused"] == 1
     # The blank first frame gives large flow against the face, but finite numbers.
     assert np.isfinite(vf.values).all() and np.abs(vf.values[2]).max() > 0
-    # The reference's behaviour: zeros, flagged none.
+    # zeros: the window is all zeros, flagged none.
     cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
     st0 = extract_video_features(cfg0, row)
     vf0 = read_video_features(st0.path)
@@ -237,3 +246,128 @@ def test_video_file_source(tmp_path):
     v = read_video_features(st.path).values
     # Window 1 (frames 10..29) sees the eyebrow raise.
     assert v[1, [y_row("brow_left"), y_row("brow_right")]].min() < -2.0
+
+
+# -- the fast Farneback path against OpenCV's ---------------------------------------------------
+
+
+def _min_channel_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest correlation over the 36 channels of two (windows, 36, k) feature arrays."""
+    x = a.transpose(1, 0, 2).reshape(N_ROWS, -1).astype(np.float64)
+    y = b.transpose(1, 0, 2).reshape(N_ROWS, -1).astype(np.float64)
+    return min(float(np.corrcoef(x[i], y[i])[0, 1]) for i in range(N_ROWS))
+
+
+def test_fast_farneback_equals_opencv_on_face_regions():
+    import cv2
+
+    from vrme.align import align_frame, crop_face, load_models, predictor_file
+    from vrme.config import AlignConfig
+    from vrme.farneback import Farneback
+
+    frames, _ = facegen.render(6, me=(1, 5), amplitude=2.5, shift=(0.0, 0.0))
+    shifted, _ = facegen.render(3, noise=1.5, shift=(2.5, -1.5), seed=2)
+    det, pred = load_models(str(predictor_file(AlignConfig())))
+    fa = align_frame(frames[0], det, pred, 320)
+    lay = roi_layout(fa.crop_landmarks)
+    crops = [crop_face(f, fa.crop_box, 320) for f in frames + shifted]
+    big = (slice(60, 250), slice(40, 290))  # a large area: 3 extra pyramid levels
+    for params in [(0.5, 3, 15, 5, 7, 1.5), (0.5, 3, 14, 3, 5, 1.1), (0.6, 2, 9, 4, 7, 0.0)]:
+        fb = Farneback(*params)
+        for rs, cs in list(lay.regions) + [big]:
+            a = np.ascontiguousarray(crops[0][rs, cs])
+            prep = fb.prepare(a)
+            for c in crops[1:]:
+                b = np.ascontiguousarray(c[rs, cs])
+                ref = cv2.calcOpticalFlowFarneback(a, b, None, *params, 0)
+                got = fb.flow(prep, b).transpose(1, 2, 0)
+                assert got.shape == ref.shape
+                assert np.abs(got - ref).max() < 1e-3, (params, a.shape)
+                assert np.abs(got - ref).mean() < 1e-4, (params, a.shape)
+    with pytest.raises(ValueError, match="differs"):
+        fb.flow(fb.prepare(crops[0][:20, :30]), crops[1][:21, :30])
+
+
+def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
+    """The default flow (fast) against the reference-exact one (opencv): every channel
+    correlates at 0.9999 or better, and the two are cached apart."""
+    from vrme.synth import SynthSpec, render_video_file
+
+    root, out = tmp_path / "data", tmp_path / "work"
+    spec = SynthSpec(layout="casme3", subjects=1, videos=1, seconds=5, width=320, height=240,
+                     mes_per_video=1, macros_per_video=1, seed=3, workers=1)
+    render_video_file(spec, root / "s1" / "v1.avi")
+    row = facegen.manifest_row("s1", "v1", "s1/v1.avi", 0, 150)
+    row.update(source="video", name_suffix="", frame_numbering="video")
+    fast = make_cfg(root, out, k=K)
+    exact = make_cfg(root, out, k=K, flow_impl="opencv")
+    assert fast.features.flow_impl == "fast"
+    assert feature_path(fast, "s1", "v1") != feature_path(exact, "s1", "v1")
+    align_video(fast, row)
+    assert align_video(exact, row).status == "cached"  # the landmarks are shared
+    a = read_video_features(extract_video_features(fast, row).path)
+    b = read_video_features(extract_video_features(exact, row).path)
+    assert a.meta["params"]["features"]["flow_impl"] == "fast"
+    assert b.meta["params"]["features"]["flow_impl"] == "opencv"
+    assert a.values.shape == b.values.shape == (14, N_ROWS, K)
+    assert np.abs(b.values).max() > 1.0  # the video moves
+    assert _min_channel_corr(a.values, b.values) >= 0.9999
+    assert np.abs(a.values - b.values).mean() < 1e-4
+
+
+def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
+    """missing_face: reference, on frames without a face at chosen places (real dlib): a
+    window whose first frames show no face is compared with its first frame that has one; the
+    columns up to that frame are zero; a window with no face at all is zeros."""
+    from vrme.align import align_frame, load_models, predictor_file
+    from vrme.config import AlignConfig
+    from vrme.frames import read_gray
+
+    root, out = tmp_path / "data", tmp_path / "work"
+    # k = 20: windows start at 0, 10, 20, 30, 40, 50. Window 0 finds its face on frame 2,
+    # window 2 on frame 23; frames 40..59 (all of window 4 and 5's frames up to 59) have none.
+    blank = {0, 1, 20, 21, 22} | set(range(40, 70))
+    frames, _ = facegen.render(70, me=(24, 36), amplitude=2.5, blank=blank)
+    row = facegen.write_video(root, "s1", "v1", frames)
+    cfg = make_cfg(root, out, k=K, missing_face="reference")
+    st_a = align_video(cfg, row)
+    assert st_a.counts == {"detected": 2, "reused": 0, "none": 2, "late": 2}
+    vl = read_landmarks(landmarks_path(cfg, "s1", "v1"))
+    assert vl.status.tolist() == ["late", "detected", "late", "detected", "none", "none"]
+    assert vl.face_offset.tolist() == [2, 0, 3, 0, 0, 0]
+    # The landmarks of the other rules are elsewhere (they search the first frame only).
+    reuse = make_cfg(root, out, k=K)
+    assert landmarks_path(reuse, "s1", "v1") != landmarks_path(cfg, "s1", "v1")
+    st = extract_video_features(cfg, row)
+    assert st.counts == st_a.counts
+    vf = read_video_features(st.path)
+    frames = [read_gray(root / "s1" / "v1" / f"{i}.jpg") for i in range(70)]  # as decoded
+    det, pred = load_models(str(predictor_file(AlignConfig())))
+    assert vf.align.tolist() == vl.status.tolist()
+    v = vf.values
+    assert np.all(v[4:] == 0)
+    for w, off in ((0, 2), (2, 3)):
+        start = 10 * w
+        assert np.all(v[w][:, :off + 1] == 0)
+        # Against the window computed from its face frame on: the same columns.
+        expect = window_features(frames[start + off:start + K], vl.crop_box[w],
+                                 vl.crop_landmarks[w], cfg)
+        np.testing.assert_array_equal(v[w][:, off + 1:], expect[:, 1:])
+        assert np.abs(v[w][:, off + 1:]).max() > 0
+        # The alignment is the face frame's own (detected there, not reused from elsewhere).
+        fa = align_frame(frames[start + off], det, pred, 320)
+        assert np.array_equal(vl.crop_box[w], fa.crop_box)
+        assert np.array_equal(vl.crop_landmarks[w], fa.crop_landmarks)
+    # window_features takes the offset itself.
+    np.testing.assert_array_equal(
+        window_features(frames[20:40], vl.crop_box[2], vl.crop_landmarks[2], cfg, offset=3),
+        v[2])
+    # The eyebrow raise (frames 24..36) shows in window 2 after its late start.
+    apex = 30 - 20
+    assert v[2][[y_row("brow_left"), y_row("brow_right")], apex].max() < -2.0
+    # zeros: the windows whose first frame has no face are all zero, nothing is searched.
+    cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
+    align_video(cfg0, row)
+    v0 = read_video_features(extract_video_features(cfg0, row).path).values
+    assert np.all(v0[[0, 2, 4, 5]] == 0)
+    np.testing.assert_array_equal(v0[[1, 3]], v[[1, 3]])

@@ -166,6 +166,15 @@ def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_pa
     from vrme.schema import read_video_features
 
     assert read_video_features(feats[0]).frame_skip == 7
+    # `vrme spot` on one of those videos uses the features `vrme predict` cached: nothing is
+    # computed again (no new file, none rewritten).
+    cache = tmp_path / "cache"
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")}
+    color = next((root / "CAS_Test").rglob("color"))
+    res = CliRunner().invoke(app, ["spot", str(color), "--model", str(tiny_bench.run_dir),
+                                   "--cache", str(cache), "--json"])
+    assert res.exit_code == 0, res.output
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")} == before
 
 
 @pytest.mark.slow
@@ -214,3 +223,46 @@ def test_vrme_predict_with_the_samm_test_decode_mode(tiny_bench, tmp_path):
                      (["--decode-mode", "sam"], "decode.mode")):
         res = CliRunner().invoke(app, args + bad)
         assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_predict_and_spot_name_a_video_alike(tmp_path):
+    """One rule for a video's subject, name and frame rate, whether `vrme predict` finds it
+    under a root or `vrme spot` is given it alone: the feature cache path is the same."""
+    import cv2
+
+    from tests.test_align import make_cfg
+    from vrme.features import feature_path
+    from vrme.predict import Ensemble, feature_config, frame_skip_for, scan_videos, \
+        single_video_manifest
+
+    root = tmp_path / "megc"
+    frame = np.full((48, 64), 128, np.uint8)
+    folders = [root / "CAS_Test" / "data" / "spNO.28" / "a" / "color",
+               root / "SAMM_Test" / "SAMM_longvideos" / "006_1", root / "clips" / "x"]
+    for f in folders:
+        f.mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(f / f"{i + 1}.jpg"), frame)
+    clip = root / "films" / "take.avi"
+    clip.parent.mkdir()
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48),
+                             isColor=False)
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    cfg = make_cfg(root, tmp_path / "work", k=16)
+    ens = Ensemble(models=[], priors=[], cfg=cfg, k=16, sources=[], kind="final")
+    scanned, _ = scan_videos(root, ens)
+    by_path = {str(root / p): r for p, r in zip(scanned["path"], scanned.to_dict("records"))}
+    assert sorted(zip(scanned["subject"], scanned["video"])) == [
+        ("006", "006_1"), ("28", "a"), ("clips", "x"), ("films", "take")]
+    for path in folders + [clip]:
+        one, one_root = single_video_manifest(path, ens)
+        r, s = one.iloc[0].to_dict(), by_path[str(path)]
+        assert (r["subject"], r["video"], r["fps"]) == (s["subject"], s["video"], s["fps"])
+        skip = frame_skip_for(r["fps"], ens.train_rate)
+        a = feature_config(cfg, skip, one_root, tmp_path / "cache")
+        b = feature_config(cfg, skip, root, tmp_path / "cache")
+        assert feature_path(a, r["subject"], r["video"]) == feature_path(b, s["subject"],
+                                                                       s["video"])
+    assert by_path[str(folders[0])]["fps"] == 30 and by_path[str(folders[1])]["fps"] == 200

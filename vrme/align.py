@@ -10,15 +10,21 @@ the crop); when the detector finds no face on the crop, the frame landmarks are 
 crop instead (recorded as ``mapped``), as the reference does.
 
 A window whose first frame shows no detectable face reuses the crop box and crop landmarks of
-the nearest window that has one (ties: the earlier window), flagged ``reused``. A video with no
-face in any window raises :class:`~vrme.errors.NoFaceError` (its landmarks file is written all
-the same, so the finding is cached).
+the nearest window that has one (ties: the earlier window), flagged ``reused``. Under
+``features.missing_face: reference`` it is instead searched frame by frame, as the reference
+extractor does: the first later frame of the window with a face (offset 1 .. k-2; a face found on
+the last frame would leave nothing to compare) becomes the window's alignment, flagged ``late``,
+its offset recorded in ``face_offset``; a window without any gets ``none``. A video with no face
+in any window raises :class:`~vrme.errors.NoFaceError` (its landmarks file is written all the
+same, so the finding is cached).
 
 Landmarks file, ``landmarks/<dataset>/<align-hash>/<subject>/<video>.parquet``, one row per
 window (:data:`LANDMARKS_SCHEMA`):
 
 - ``window``, ``start_index`` (after skipping), ``start_frame`` (original numbering)
-- ``status``: detected | reused | none
+- ``status``: detected | reused | late | none
+- ``face_offset``: frame of the window (0 = its first) the alignment was found on; 0 unless
+  ``late``
 - ``source_window``: the window whose detection is used (itself when detected; -1 for none)
 - ``face_box``: detector box (left, top, right, bottom) on the source window's frame, px
 - ``landmarks``: 68 (x, y) pairs on that frame, flattened x0, y0, x1, y1, ...
@@ -40,12 +46,11 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -71,10 +76,13 @@ from vrme.videojobs import (
     window_count,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 N_LANDMARKS = 68
-LANDMARKS_FORMAT = 1
+LANDMARKS_FORMAT = 2
 ALIGN_VERSION = 1
 """Version of the alignment numerics (detection, landmarks, crop box). Part of
 :func:`align_params`: bump it with any change that changes a landmarks file."""
@@ -85,6 +93,7 @@ LANDMARKS_SCHEMA = pa.schema(
         ("start_index", pa.int32()),
         ("start_frame", pa.int64()),
         ("status", pa.string()),
+        ("face_offset", pa.int32()),
         ("source_window", pa.int32()),
         ("face_box", pa.list_(pa.int32(), 4)),
         ("landmarks", pa.list_(pa.int32(), 2 * N_LANDMARKS)),
@@ -118,24 +127,38 @@ def predictor_file(align: AlignConfig) -> Path:
     return p
 
 
-_MODELS = threading.local()
+class _Serialized:
+    """A dlib model shared by the threads of a process, called under a lock: dlib's detector is
+    not safe for concurrent calls (its documentation), and its calls hold the GIL anyway."""
+
+    def __init__(self, model: Any):
+        self._model = model
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any) -> Any:
+        with self._lock:
+            return self._model(*args)
+
+
+_MODELS: dict[str, tuple[Any, Any]] = {}
+_MODELS_LOCK = threading.Lock()
+MODEL_LOAD_SECONDS: dict[str, float] = {}
+"""CPU seconds each landmark model took to load in this process (for benchmarks)."""
 
 
 def load_models(predictor_path: str) -> tuple[Any, Any]:
-    """(dlib frontal face detector, dlib shape predictor), loaded once per thread.
+    """(dlib frontal face detector, dlib shape predictor), loaded once per process and shared
+    by its threads (each call goes through a lock; the thread-pool task runner runs several
+    videos in one process). Loading both takes about a second of CPU."""
+    with _MODELS_LOCK:
+        if predictor_path not in _MODELS:
+            import dlib
 
-    dlib's objects are not safe to share between threads (the thread-pool task runner runs
-    several videos in one process), so every thread gets its own pair.
-    """
-    import dlib
-
-    cache = getattr(_MODELS, "by_path", None)
-    if cache is None:
-        cache = _MODELS.by_path = {}
-    if predictor_path not in cache:
-        cache[predictor_path] = (dlib.get_frontal_face_detector(),
-                                 dlib.shape_predictor(predictor_path))
-    return cache[predictor_path]
+            t = time.process_time()
+            _MODELS[predictor_path] = (_Serialized(dlib.get_frontal_face_detector()),
+                                       _Serialized(dlib.shape_predictor(predictor_path)))
+            MODEL_LOAD_SECONDS[predictor_path] = time.process_time() - t
+        return _MODELS[predictor_path]
 
 
 # -- one frame ---------------------------------------------------------------------------------
@@ -224,7 +247,8 @@ def align_frame(img: np.ndarray, detector: Any, predictor: Any, crop_size: int,
 class VideoLandmarks:
     """The landmarks table of one video as arrays (see the module docstring).
 
-    Shapes: ``status`` (n,) str; ``source_window`` (n,); ``face_box`` (n, 4); ``landmarks``
+    Shapes: ``status`` (n,) str; ``face_offset`` (n,); ``source_window`` (n,); ``face_box``
+    (n, 4); ``landmarks``
     (n, 68, 2); ``crop_box`` (n, 4); ``crop_landmarks`` (n, 68, 2); ``crop_landmarks_from``
     (n,) str. ``meta`` is the file's metadata.
     """
@@ -241,26 +265,47 @@ class VideoLandmarks:
     crop_landmarks: np.ndarray
     crop_landmarks_from: np.ndarray
     meta: dict[str, Any]
+    face_offset: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.face_offset is None:
+            self.face_offset = np.zeros(len(self.status), dtype=np.int64)
 
     @property
     def n_windows(self) -> int:
         return int(len(self.status))
 
     def counts(self) -> dict[str, int]:
-        return {s: int((self.status == s).sum()) for s in ("detected", "reused", "none")}
+        """Windows per status: detected, reused and none, and late when there are any."""
+        return window_counts(self.status)
+
+
+def window_counts(status: np.ndarray) -> dict[str, int]:
+    """Windows per alignment flag (detected, reused, none; late only when present)."""
+    out = {s: int((status == s).sum()) for s in ("detected", "reused", "none")}
+    late = int((status == "late").sum())
+    if late:
+        out["late"] = late
+    return out
 
 
 def fill_missing(found: list[FrameAlignment | None], start_index: np.ndarray,
                  start_frame: np.ndarray, subject: str, video: str,
-                 meta: dict[str, Any]) -> VideoLandmarks:
-    """Build a video's landmarks from per-window detections; a window without a face gets the
-    nearest detected window's alignment (ties: the earlier one), or status none if no window
-    has a face."""
+                 meta: dict[str, Any], offsets: list[int] | None = None,
+                 reuse: bool = True) -> VideoLandmarks:
+    """Build a video's landmarks from per-window detections (``offsets``: the frame of each
+    window they were found on, > 0 = ``late``). With ``reuse`` a window without a face gets the
+    nearest detected window's alignment (ties: the earlier one); without it, or if no window
+    has a face, status none."""
     n = len(found)
     detected = np.array([f is not None for f in found], dtype=bool)
+    offset = np.zeros(n, dtype=np.int64) if offsets is None else np.asarray(offsets, np.int64)
+    offset = np.where(detected, offset, 0)
     idx = np.flatnonzero(detected)
     source = np.full(n, -1, dtype=np.int64)
-    if idx.size:
+    if not reuse:
+        source[detected] = idx
+    elif idx.size:
         pos = np.searchsorted(idx, np.arange(n))
         left = idx[np.clip(pos - 1, 0, idx.size - 1)]
         right = idx[np.clip(pos, 0, idx.size - 1)]
@@ -268,7 +313,8 @@ def fill_missing(found: list[FrameAlignment | None], start_index: np.ndarray,
         use_right = (np.abs(right - w) < np.abs(w - left)) | (left > w)
         source = np.where(use_right, right, left)
         source[detected] = np.flatnonzero(detected)
-    status = np.where(detected, "detected", np.where(source >= 0, "reused", "none")).astype(object)
+    status = np.where(detected, np.where(offset > 0, "late", "detected"),
+                      np.where(source >= 0, "reused", "none")).astype(object)
     face_box = np.zeros((n, 4), np.int64)
     lms = np.zeros((n, N_LANDMARKS, 2), np.int64)
     crop_box = np.zeros((n, 4), np.int64)
@@ -283,7 +329,7 @@ def fill_missing(found: list[FrameAlignment | None], start_index: np.ndarray,
                                                           f.crop_landmarks)
         how[w] = f.crop_landmarks_from
     return VideoLandmarks(subject, video, np.asarray(start_index), np.asarray(start_frame),
-                          status, source, face_box, lms, crop_box, crop_lms, how, meta)
+                          status, source, face_box, lms, crop_box, crop_lms, how, meta, offset)
 
 
 def write_landmarks(path: str | os.PathLike[str], vl: VideoLandmarks) -> Path:
@@ -300,6 +346,7 @@ def write_landmarks(path: str | os.PathLike[str], vl: VideoLandmarks) -> Path:
             "start_index": pa.array(np.asarray(vl.start_index, dtype=np.int32)),
             "start_frame": pa.array(np.asarray(vl.start_frame, dtype=np.int64)),
             "status": pa.array([str(s) for s in vl.status], pa.string()),
+            "face_offset": pa.array(np.asarray(vl.face_offset, dtype=np.int32)),
             "source_window": pa.array(np.asarray(vl.source_window, dtype=np.int32)),
             "face_box": fixed(vl.face_box, 4),
             "landmarks": fixed(vl.landmarks, 2 * N_LANDMARKS),
@@ -338,6 +385,7 @@ def read_landmarks(path: str | os.PathLike[str]) -> VideoLandmarks:
         crop_landmarks=fixed("crop_landmarks", (N_LANDMARKS, 2)),
         crop_landmarks_from=np.asarray(t.column("crop_landmarks_from").to_pylist(), dtype=object),
         meta=meta,
+        face_offset=t.column("face_offset").to_numpy().astype(np.int64),
     )
 
 
@@ -351,6 +399,9 @@ def align_params(cfg: Config) -> dict[str, Any]:
         "frame_skip": int(cfg.dataset.frame_skip),
         "k": int(cfg.features.k),
         "bad_frame": cfg.features.bad_frame,
+        # Where a window's face is looked for: its first frame, or (missing_face: reference)
+        # each of its frames in turn.
+        "face_search": "window" if cfg.features.missing_face == "reference" else "first_frame",
         "format": LANDMARKS_FORMAT,
         "version": ALIGN_VERSION,
     }
@@ -376,7 +427,8 @@ def landmarks_path(cfg: Config, subject: str, video: str) -> Path:
 
 @dataclass
 class AlignChunk:
-    """Detections of windows [w0, w1) of a video (None = no face)."""
+    """Detections of windows [w0, w1) of a video (None = no face) and the frame of each window
+    they were found on (``offsets``, 0 = the first)."""
 
     w0: int
     found: list[FrameAlignment | None]
@@ -384,31 +436,58 @@ class AlignChunk:
     frames_read: int
     timings: dict[str, float]
     peak_rss_mb: float = 0.0
+    offsets: list[int] = field(default_factory=list)
 
 
 def align_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str],
                 w0: int, w1: int) -> AlignChunk:
-    """Detect the face on the first frame of windows w0..w1-1 of one video (worker function)."""
+    """Detect the face on the first frame of windows w0..w1-1 of one video (worker function);
+    under ``missing_face: reference`` a window without one is searched frame by frame (frames
+    are read in increasing order and each is detected once, even where windows overlap)."""
     t_all = time.thread_time()
     detector, predictor = load_models(str(predictor_file(cfg.align)))
-    half = cfg.features.k // 2
+    k = cfg.features.k
+    half = k // 2
+    search = cfg.features.missing_face == "reference"
     reader = IndexReader(row, root, cfg.dataset.frame_skip, cfg.features.bad_frame)
     found: list[FrameAlignment | None] = []
+    offsets: list[int] = []
+    tried: dict[int, FrameAlignment | None] = {}
     detect_s = 0.0
+
+    def detect(j: int) -> FrameAlignment | None:
+        nonlocal detect_s
+        if j not in tried:
+            img = reader.read(j)
+            t = time.thread_time()
+            tried[j] = align_frame(img, detector, predictor, cfg.align.crop_size,
+                                   cfg.align.detector_upsample)
+            detect_s += time.thread_time() - t
+        return tried[j]
+
     try:
         for w in range(w0, w1):
             check_interrupt("alignment")
-            img = reader.read(w * half)
-            t = time.thread_time()
-            found.append(align_frame(img, detector, predictor, cfg.align.crop_size,
-                                     cfg.align.detector_upsample))
-            detect_s += time.thread_time() - t
+            start = w * half
+            for j in [j for j in tried if j < start]:
+                del tried[j]
+            fa, offset = detect(start), 0
+            # The reference's rule: the first frame with a face starts the window; one found
+            # on its last frame leaves nothing to compare (all zeros either way).
+            for off in range(1, k - 1) if search and fa is None else ():
+                fa = detect(start + off)
+                if fa is not None:
+                    offset = off
+                    break
+            found.append(fa)
+            offsets.append(offset)
     finally:
         reader.close()
     total = time.thread_time() - t_all
     timings = {"decode": reader.decode_s, "detect": detect_s,
                "rest": max(0.0, total - reader.decode_s - detect_s)}
-    return AlignChunk(w0, found, sorted(reader.bad), reader.reads, timings, peak_rss_mb())
+    return AlignChunk(w0, found, sorted(reader.bad), reader.reads, timings, peak_rss_mb(),
+                      offsets)
 
 
 def _finish_align(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dict[str, Any],
@@ -420,7 +499,9 @@ def _finish_align(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dic
     start_frame = int(row["first_frame"]) + start_index * int(cfg.dataset.frame_skip)
     bad = sorted({b for c in chunks for b in c.bad_frames})
     meta = dict(meta, bad_frames=bad, n_bad_frames=len(bad))
-    vl = fill_missing(found, start_index, start_frame, subject, video, meta)
+    offsets = [o for c in chunks for o in c.offsets]
+    vl = fill_missing(found, start_index, start_frame, subject, video, meta, offsets,
+                      reuse=cfg.features.missing_face != "reference")
     counts = vl.counts()
     vl.meta["counts"] = counts
     write_landmarks(out_path, vl)
@@ -434,6 +515,9 @@ def _finish_align(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dic
     if counts["reused"]:
         log.info("%s/%s: %d of %d windows had no face; nearest landmarks reused", subject,
                  video, counts["reused"], vl.n_windows)
+    if counts.get("late"):
+        log.info("%s/%s: %d of %d windows start at a later frame with a face (missing_face: "
+                 "reference)", subject, video, counts["late"], vl.n_windows)
     return VideoStatus(stage="align", subject=subject, video=video, status="computed",
                        path=str(out_path), n_indices=n_indices, n_windows=vl.n_windows,
                        frames_read=sum(c.frames_read for c in chunks), counts=counts,
@@ -513,7 +597,7 @@ def align_video(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str
 
 
 def _rows(manifest: pd.DataFrame | list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    if isinstance(manifest, pd.DataFrame):
+    if hasattr(manifest, "to_dict"):
         return [dict(r) for r in manifest.to_dict(orient="records")]
     return [dict(r) for r in manifest]
 

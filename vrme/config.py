@@ -206,11 +206,20 @@ class FeatureConfig(_Strict):
         default=0.3, gt=0, le=1,
         description="Same for the three right-eyebrow boxes (the reference uses 0.3 there).",
     )
-    missing_face: Literal["reuse", "zeros"] = Field(
+    flow_impl: Literal["fast", "opencv"] = Field(
+        default="fast",
+        description="Farneback implementation: opencv = cv2.calcOpticalFlowFarneback on every "
+        "frame pair, as the reference calls it (its numbers exactly); fast = vrme.farneback, the "
+        "same algorithm with each window's first frame expanded once, compiled with numba (flows "
+        "equal to float rounding, about 1e-5 px).",
+    )
+    missing_face: Literal["reuse", "zeros", "reference"] = Field(
         default="reuse",
         description="A window whose first frame has no detectable face: reuse = the nearest "
-        "window's landmarks (flag 'reused'), zeros = all-zero features (flag 'none'), as the "
-        "reference does.",
+        "window's landmarks (flag 'reused'); zeros = all-zero features (flag 'none'); reference "
+        "= the reference's rule: the window starts at its first frame with a face (detected "
+        "frame by frame), the frames before it are zero columns (flag 'late'; no face in the "
+        "window: all zeros, flag 'none').",
     )
     workers: int | None = Field(
         default=None, ge=1, description="Worker processes for features; default = CPU count."

@@ -7,7 +7,13 @@ matrix: for every later frame of the window, the face crop (the window's crop bo
 regions; each of the 18 ROIs of :mod:`vrme.rois` gives the mean of its largest flow vectors minus
 the global (nose-ridge) motion. When the global motion exceeds ``realign_threshold_px2`` the crop
 box is shifted by it (rounded) and the flow recomputed, at most ``realign_max_iter`` times; the
-shift carries over to the window's later frames. Column 0 is zero.
+shift carries over to the window's later frames. Column 0 is zero. A ``late`` window
+(``missing_face: reference``) is compared with its first frame that has a face instead; the
+columns up to that frame are zero.
+
+The flow is ``cv2.calcOpticalFlowFarneback`` on every frame pair with ``flow_impl: opencv``
+(the reference's numbers exactly) or, by default (``fast``), :class:`vrme.farneback.Farneback`,
+which expands each window's first-frame regions once (the same flows to float rounding).
 
 Frames are streamed: every frame is decoded once and fed to the (at most two) windows that
 contain it, so memory does not depend on the video's length. A video's windows are split into
@@ -29,10 +35,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from vrme.align import (
     VideoLandmarks,
@@ -41,6 +46,7 @@ from vrme.align import (
     landmarks_path,
     read_landmarks,
     run_align,
+    window_counts,
 )
 from vrme.config import Config, FeatureConfig, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
@@ -54,7 +60,6 @@ from vrme.rois import (
     roi_layout,
     top_fraction_mean,
 )
-from vrme.schema import VideoFeatures, write_video_features
 from vrme.videojobs import (
     cached_output_valid,
     dataset_root,
@@ -72,6 +77,9 @@ from vrme.videojobs import (
     run_jobs,
     window_count,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +142,7 @@ class FlowParams:
     max_iter: int
     threshold: float
     fractions: dict[str, float]
+    flow_impl: str = "fast"
 
     @classmethod
     def from_config(cls, cfg: Config) -> "FlowParams":
@@ -152,6 +161,7 @@ class FlowParams:
                 "brow_right_box_fraction": f.brow_right_box_top_fraction,
                 "global_fraction": f.global_top_fraction,
             },
+            flow_impl=f.flow_impl,
         )
 
 
@@ -159,44 +169,72 @@ class _Window:
     """A window being computed: its crop box (shifted by re-alignment), ROI layout, the first
     frame's regions and the output matrix."""
 
-    __slots__ = ("start", "box", "layout", "prev", "out", "active", "means")
+    __slots__ = ("start", "ref", "box", "layout", "prev", "out", "active", "means")
 
-    def __init__(self, start: int, k: int, box: np.ndarray | None, layout: RoiLayout | None):
+    def __init__(self, start: int, k: int, box: np.ndarray | None, layout: RoiLayout | None,
+                 ref: int | None = None):
         self.start = start
+        self.ref = start if ref is None else ref  # the frame the others are compared with
         self.box = None if box is None else [int(v) for v in box]
         self.layout = layout
-        self.prev: list[np.ndarray] = []
+        self.prev: list[Any] = []  # per region: what _Flow.prepare made of the first frame
         self.out = np.zeros((N_ROWS, k), dtype=np.float32)
         self.means = np.zeros((N_ROWS // 2, 2), dtype=np.float64)
         self.active = box is not None
 
 
 class _Flow:
-    """Farneback optical flow with timing and call counting."""
+    """Farneback optical flow from a window's first-frame region to later regions, with
+    timing and call counting.
 
-    def __init__(self, params: tuple[float, int, int, int, int, float]):
+    ``prepare(first)`` makes what later calls compare against (``None`` for an empty region);
+    ``flow(prepared, cur)`` returns the flow as an (h, w, 2) array (x, y). With
+    ``flow_impl: opencv`` every call is ``cv2.calcOpticalFlowFarneback`` on the two images, as
+    in the reference; with ``fast`` the first image is expanded once per window and each flow
+    computed by :class:`vrme.farneback.Farneback` (the same numbers to float rounding)."""
+
+    def __init__(self, params: tuple[float, int, int, int, int, float], impl: str = "fast"):
         import cv2
 
         self._cv2 = cv2
         self.params = params
+        self.fast = None
+        if impl == "fast":
+            from vrme.farneback import Farneback
+
+            self.fast = Farneback(*params)
         self.seconds = 0.0
         self.calls = 0
 
-    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    def prepare(self, first: np.ndarray) -> Any:
+        if first.shape[0] == 0 or first.shape[1] == 0:
+            return None
+        if self.fast is None:
+            return first
         t = time.thread_time()
-        f = self._cv2.calcOpticalFlowFarneback(prev, cur, None, *self.params, 0)
+        prepared = self.fast.prepare(first)
+        self.seconds += time.thread_time() - t
+        return prepared
+
+    def flow(self, prepared: Any, cur: np.ndarray) -> np.ndarray:
+        t = time.thread_time()
+        if self.fast is None:
+            f = self._cv2.calcOpticalFlowFarneback(prepared, cur, None, *self.params, 0)
+        else:
+            f = self.fast.flow(prepared, cur).transpose(1, 2, 0)
         self.seconds += time.thread_time() - t
         self.calls += 1
         return f
 
 
-def _start_window(win: _Window, img: np.ndarray, size: int) -> None:
+def _start_window(win: _Window, img: np.ndarray, size: int, flow_fn: _Flow) -> None:
     import cv2
 
     assert win.box is not None and win.layout is not None
     t, b, left, r = win.box
     crop = cv2.resize(img[t:b, left:r], (size, size))
-    win.prev = [np.ascontiguousarray(crop[rs, cs]) for rs, cs in win.layout.regions]
+    win.prev = [flow_fn.prepare(np.ascontiguousarray(crop[rs, cs]))
+                for rs, cs in win.layout.regions]
 
 
 def _region_means(win: _Window, region: int, crop: np.ndarray,
@@ -209,10 +247,10 @@ def _region_means(win: _Window, region: int, crop: np.ndarray,
     layout = win.layout
     assert layout is not None
     prev = win.prev[region]
-    if prev.shape[0] == 0 or prev.shape[1] == 0:
+    if prev is None:
         return 0.0, 0.0  # an empty region: its ROIs keep mean 0, like the reference's lids
     rs, cs = layout.regions[region]
-    f = flow_fn(prev, crop[rs, cs])
+    f = flow_fn.flow(prev, np.ascontiguousarray(crop[rs, cs]))
     mag = cv2.magnitude(f[..., 0], f[..., 1])
     if region == 0:
         g = layout.global_box
@@ -258,16 +296,17 @@ def _step(win: _Window, img: np.ndarray, col: int, p: FlowParams, flow_fn: _Flow
 
 
 def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmarks: np.ndarray,
-                    cfg: Config) -> np.ndarray:
+                    cfg: Config, offset: int = 0) -> np.ndarray:
     """The 36 x k matrix of one window from its k frames (grayscale, full size), the crop box
-    (top, bottom, left, right) and the landmarks on the crop (68 x 2). For tests and tools;
+    (top, bottom, left, right) and the landmarks on the crop (68 x 2), both found on frame
+    ``offset`` (> 0: a ``late`` window; columns 0..offset are zero). For tests and tools;
     videos go through :func:`extract_video_features`."""
     p = FlowParams.from_config(cfg)
     layout = roi_layout(crop_landmarks, **p.fractions)
-    win = _Window(0, len(frames), crop_box, layout)
-    _start_window(win, frames[0], p.crop_size)
-    flow_fn = _Flow(p.farneback)
-    for col in range(1, len(frames)):
+    win = _Window(0, len(frames), crop_box, layout, offset)
+    flow_fn = _Flow(p.farneback, p.flow_impl)
+    _start_window(win, frames[offset], p.crop_size, flow_fn)
+    for col in range(offset + 1, len(frames)):
         _step(win, frames[col], col, p, flow_fn)
     return win.out
 
@@ -277,10 +316,12 @@ def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmar
 
 @dataclass
 class WindowPlan:
-    """What a worker needs for one window: its crop box and crop landmarks (None = zeros)."""
+    """What a worker needs for one window: its crop box and crop landmarks (None = zeros) and
+    the frame of the window they were found on (``offset``; > 0 for a ``late`` window)."""
 
     crop_box: np.ndarray | None
     crop_landmarks: np.ndarray | None
+    offset: int = 0
 
 
 @dataclass
@@ -307,7 +348,7 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     half = k // 2
     w1 = w0 + len(plans)
     reader = IndexReader(row, root, cfg.dataset.frame_skip, cfg.features.bad_frame)
-    flow_fn = _Flow(p.farneback)
+    flow_fn = _Flow(p.farneback, p.flow_impl)
     values = np.zeros((len(plans), N_ROWS, k), dtype=np.float32)
     active: list[tuple[int, _Window]] = []
     shifts = 0
@@ -315,17 +356,18 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
         for j in range(w0 * half, (w1 - 1) * half + k):
             check_interrupt("features")
             img = reader.read(j)
-            for _, win in active:
-                if win.active:
-                    shifts += _step(win, img, j - win.start, p, flow_fn)
             if j % half == 0 and w0 <= j // half < w1:
                 wp = plans[j // half - w0]
                 layout = (roi_layout(wp.crop_landmarks, **p.fractions)
                           if wp.crop_box is not None else None)
-                win = _Window(j, k, wp.crop_box, layout)
-                if win.active:
-                    _start_window(win, img, p.crop_size)
-                active.append((j // half, win))
+                active.append((j // half, _Window(j, k, wp.crop_box, layout, j + wp.offset)))
+            for _, win in active:
+                if not win.active or j < win.ref:
+                    continue  # a late window's frames before its face stay zero columns
+                if j == win.ref:
+                    _start_window(win, img, p.crop_size, flow_fn)
+                else:
+                    shifts += _step(win, img, j - win.start, p, flow_fn)
             while active and active[0][1].start + k - 1 <= j:
                 w, win = active.pop(0)
                 values[w - w0] = win.out
@@ -350,7 +392,9 @@ def _window_plans(cfg: Config, vl: VideoLandmarks) -> tuple[list[WindowPlan], np
             plans.append(WindowPlan(None, None))
             flags[w] = "none"
         else:
-            plans.append(WindowPlan(vl.crop_box[w].copy(), vl.crop_landmarks[w].copy()))
+            assert vl.face_offset is not None
+            plans.append(WindowPlan(vl.crop_box[w].copy(), vl.crop_landmarks[w].copy(),
+                                    int(vl.face_offset[w])))
             flags[w] = status
     return plans, flags
 
@@ -358,10 +402,12 @@ def _window_plans(cfg: Config, vl: VideoLandmarks) -> tuple[list[WindowPlan], np
 def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: dict[str, Any],
                      vl: VideoLandmarks, flags: np.ndarray, n_indices: int, t0: float,
                      chunks: list[FeatureChunk]) -> VideoStatus:
+    from vrme.schema import VideoFeatures, write_video_features
+
     subject, video = str(row["subject"]), str(row["video"])
     values = np.concatenate([c.values for c in chunks], axis=0)
     bad = sorted({b for c in chunks for b in c.bad_frames})
-    counts = {s: int((flags == s).sum()) for s in ("detected", "reused", "none")}
+    counts = window_counts(flags)
     meta = dict(meta, counts=counts, bad_frames=bad, n_bad_frames=len(bad),
                 realign_shifts=int(sum(c.realign_shifts for c in chunks)))
     feats = VideoFeatures(
@@ -483,7 +529,7 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
     r = dataset_root(cfg, root)
     n_workers = resolve_workers(workers or cfg.features.workers)
     rows = ([dict(x) for x in manifest.to_dict(orient="records")]
-            if isinstance(manifest, pd.DataFrame) else [dict(x) for x in manifest])
+            if hasattr(manifest, "to_dict") else [dict(x) for x in manifest])
     skipped: dict[tuple[str, str], VideoStatus] = {}
     if align_first:
         for st in run_align(cfg, rows, r, n_workers, progress=progress):

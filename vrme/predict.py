@@ -232,13 +232,18 @@ def frame_skip_for(video_fps: float, train_rate: float) -> int:
 _SAMM_VIDEO = re.compile(r"^\d{3}_\d+$")
 
 
-def guess_fps(row: Any, default_fps: float) -> float:
+def guess_fps(row: Any, default_fps: float, root: str | os.PathLike[str] | None = None) -> float:
     """Frame rate of one manifest row: the container's for a video file (when it records
-    one); for a frame folder 200 when a path part contains 'samm' or the folder is named like
-    a SAMM video ('006_1'), 30 when a part contains 'cas', else ``default_fps``."""
+    one); for a frame folder 200 when a part of its path contains 'samm' or the folder is named
+    like a SAMM video ('006_1'), 30 when a part contains 'cas', else ``default_fps``. With
+    ``root`` (the row's root) the whole absolute path counts, so that a video gets the same
+    guess whichever folder it was found from (:func:`scan_videos`, :func:`spot_video`)."""
     if str(row["source"]) == "video" and float(row.get("fps") or 0) > 0:
         return float(row["fps"])
-    parts = [p.lower() for p in Path(str(row["path"])).parts]
+    path = Path(str(row["path"]))
+    if root is not None:
+        path = Path(root).absolute() / path
+    parts = [p.lower() for p in path.parts]
     if any("samm" in p for p in parts) or _SAMM_VIDEO.match(str(row["video"])):
         return SAMM_FPS
     if any("cas" in p for p in parts):
@@ -256,12 +261,44 @@ def _scan_config(ens_cfg: Config, root: Path) -> Config:
     return cfg
 
 
+def video_entry(path: str | os.PathLike[str], name: Any = str) -> Any:
+    """Subject and video of an unlabelled video from its own path: the one rule of
+    :func:`scan_videos` (``vrme predict``) and :func:`single_video_manifest` (``vrme spot``),
+    so that both name a video alike and share its cached features. ``name`` maps each folder
+    or file name to the one used (``str``, or a sanitiser).
+
+    - a video file ``<folder>/<stem>.mp4``: subject ``<folder>``, video ``<stem>``;
+    - a frame folder named ``color`` (CAS(ME)^3): video = its parent, subject folder = the
+      parent's parent;
+    - a folder named ``<sss>_<v>`` (SAMM): subject ``<sss>``;
+    - any other frame folder: video = its name, subject folder = its parent.
+
+    The subject of a frame folder is its subject folder's CAS(ME)^3 fold id (``spNO.28`` ->
+    ``28``), as :func:`vrme.ingest.scan_unlabelled` names it. Returns a
+    :class:`vrme.ingest.VideoEntry`."""
+    from vrme.ingest import VideoEntry
+    from vrme.labels import fold_id_casme3
+
+    p = Path(path).absolute()
+    if p.is_file():
+        subject = name(p.parent.name or p.stem)
+        return VideoEntry(subject, subject, name(p.stem), file=p)
+    video_dir = p.parent if p.name == "color" else p
+    video = name(video_dir.name)
+    if re.fullmatch(r"\d+_\d+", video_dir.name):
+        subject_dir = video_dir.name.split("_")[0]
+        return VideoEntry(name(subject_dir), subject_dir, video, folder=p)
+    subject_dir = video_dir.parent.name or video_dir.name
+    return VideoEntry(name(fold_id_casme3(subject_dir)), subject_dir, video, folder=p)
+
+
 def scan_videos(root: str | os.PathLike[str], ens: Ensemble, *,
                 fps: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The videos of an unlabelled folder (either MEGC layout, frame folders or video files;
-    see :func:`vrme.ingest.scan_unlabelled`) as a manifest, with each row's ``fps`` set by
-    :func:`guess_fps` (``fps`` overrides it for frame folders). Returns ``(manifest,
-    skipped)``; skipped lists what was left out and why."""
+    """The videos of an unlabelled folder (either MEGC layout, frame folders or video files,
+    found as :func:`vrme.ingest.scan_unlabelled` finds them, named by :func:`video_entry`) as
+    a manifest, with each row's ``fps`` set by :func:`guess_fps` (``fps`` overrides it for
+    frame folders). Returns ``(manifest, skipped)``; skipped lists what was left out and
+    why."""
     from vrme.ingest import build_manifest, scan_unlabelled
     from vrme.labels import safe_name
     from vrme.schema import SKIPPED_COLUMNS
@@ -269,7 +306,8 @@ def scan_videos(root: str | os.PathLike[str], ens: Ensemble, *,
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder")
-    entries, issues = scan_unlabelled(root)
+    found, issues = scan_unlabelled(root)
+    entries = [video_entry(e.folder if e.folder is not None else e.file) for e in found]
     for e in entries:
         if not (safe_name(e.subject) and safe_name(e.video)):
             raise DataError(f"{root}: unusable video name {e.subject}/{e.video}")
@@ -278,7 +316,7 @@ def scan_videos(root: str | os.PathLike[str], ens: Ensemble, *,
     if len(manifest):
         manifest["fps"] = [
             float(fps) if fps and str(r["source"]) == "frames" else
-            guess_fps(r, ens.cfg.dataset.fps) for r in manifest.to_dict(orient="records")
+            guess_fps(r, ens.cfg.dataset.fps, root) for r in manifest.to_dict(orient="records")
         ]
     skipped = pd.DataFrame([i.as_dict() for i in issues], columns=SKIPPED_COLUMNS)
     for r in skipped.itertuples(index=False):
@@ -291,24 +329,18 @@ def scan_videos(root: str | os.PathLike[str], ens: Ensemble, *,
 def single_video_manifest(path: str | os.PathLike[str], ens: Ensemble,
                           fps: float | None = None) -> tuple[pd.DataFrame, Path]:
     """A one-row manifest for a video file or a folder of frames, and the root it is relative
-    to. Subject and video names: the file's stem (both) for a file; for a folder, its parent's
-    name and its own (a ``color`` folder takes its parent's and grandparent's)."""
+    to. Subject and video names: :func:`video_entry` (names made safe for file names), the
+    same as ``vrme predict`` gives the video, so both use one cached feature file."""
     from vrme.frames import VIDEO_EXTENSIONS
-    from vrme.ingest import VideoEntry, build_manifest
+    from vrme.ingest import build_manifest
 
     p = Path(path).absolute()
-    if p.is_file():
-        if not p.name.lower().endswith(VIDEO_EXTENSIONS):
-            raise DataError(f"{p}: not a video file ({', '.join(VIDEO_EXTENSIONS)}) or a folder "
-                            "of frames")
-        name = _safe(p.stem)
-        entry = VideoEntry(name, name, name, file=p)
-    elif p.is_dir():
-        video_dir = p.parent if p.name == "color" else p
-        entry = VideoEntry(_safe(video_dir.parent.name or "video"),
-                           video_dir.parent.name or "video", _safe(video_dir.name), folder=p)
-    else:
+    if p.is_file() and not p.name.lower().endswith(VIDEO_EXTENSIONS):
+        raise DataError(f"{p}: not a video file ({', '.join(VIDEO_EXTENSIONS)}) or a folder "
+                        "of frames")
+    if not p.exists():
         raise DataError(f"{p} not found")
+    entry = video_entry(p, _safe)
     root = p.parent
     manifest, issues = build_manifest([entry], root, _scan_config(ens.cfg, root))
     if not len(manifest):
@@ -319,7 +351,7 @@ def single_video_manifest(path: str | os.PathLike[str], ens: Ensemble,
     elif fps and str(manifest.loc[0, "source"]) == "video":
         manifest.loc[0, "fps"] = float(fps)
     else:
-        manifest.loc[0, "fps"] = guess_fps(manifest.loc[0].to_dict(), ens.cfg.dataset.fps)
+        manifest.loc[0, "fps"] = guess_fps(manifest.loc[0].to_dict(), ens.cfg.dataset.fps, root)
     return manifest, root
 
 

@@ -189,18 +189,30 @@ def roi_layout(
     return RoiLayout(regions=tuple(regions), boxes=tuple(boxes), global_box=global_box)
 
 
+_SMALL = 2048
+"""Boxes up to this many vectors are reduced by a compiled loop, larger ones by numpy."""
+
+
 def top_fraction_mean(flow: np.ndarray, mag: np.ndarray, fraction: float) -> tuple[float, float]:
     """Mean (x, y) of the vectors of ``flow`` (h, w, 2) whose magnitude ``mag`` (h, w) is among
     the largest ``fraction`` of them; (0, 0) for an empty field.
 
     The count kept is ``n - int(n * (1 - fraction))`` as in the reference, which sorts all
-    magnitudes; a partial partition selects the same set (up to ties of equal magnitude).
+    magnitudes; a partial partition selects the same set (up to ties of equal magnitude): the
+    magnitudes at or above the value a partition puts at position ``n - keep``, or on ties at
+    that value an index partition.
     """
     n = mag.size
     if n == 0:
         return 0.0, 0.0
     skip = int(n * (1 - fraction))
     keep = n - skip
+    if skip and n <= _SMALL:
+        from vrme._kernels import top_sums
+
+        count, sx, sy = top_sums(flow[..., 0], flow[..., 1], mag, skip)
+        if count == keep:
+            return sx / keep, sy / keep
     x = flow[..., 0].ravel()
     y = flow[..., 1].ravel()
     if skip:

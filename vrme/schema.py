@@ -98,7 +98,7 @@ def read_labels(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 # -- window features ----------------------------------------------------------------------
 
-ALIGN_FLAGS = ("detected", "reused", "none")
+ALIGN_FLAGS = ("detected", "reused", "late", "none")
 
 
 def features_schema(n_values: int) -> pa.Schema:
@@ -109,7 +109,7 @@ def features_schema(n_values: int) -> pa.Schema:
             ("start_index", pa.int32()),  # first frame of the window, index after skipping
             ("start_frame", pa.int64()),  # the same frame in original numbering
             ("features", pa.list_(pa.float32(), n_values)),
-            ("align", pa.string()),  # detected | reused | none
+            ("align", pa.string()),  # detected | reused | late | none
         ]
     )
 

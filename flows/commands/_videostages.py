@@ -45,7 +45,7 @@ def print_summary(title: str, statuses: list[dict[str, Any]]) -> dict[str, Any]:
     t.add_row("frames computed (after skipping)", f"{s['frames']:,}")
     t.add_row("frames per second (per video)", f"{s['fps']:,.1f}")
     t.add_row("compute time (videos summed)", f"{s['seconds']:.1f} s")
-    for flag in ("detected", "reused", "none"):
+    for flag in ("detected", "late", "reused", "none"):
         if flag in s["windows"]:
             t.add_row(f"windows {flag}", f"{s['windows'][flag]:,}")
     if s["bad_frames"]:
