@@ -48,6 +48,35 @@ def write_run_manifest(cfg: Config, statuses: list[dict[str, Any]]) -> str:
     return str(path)
 
 
+def data_step(cfg: Config, runner: Any, refresh: bool, progress: RunProgress
+              ) -> tuple[list[dict[str, Any]], str, str]:
+    """Ingest, align and features (per dataset for a multi-dataset config, then their union,
+    :mod:`vrme.union`) inside the calling flow; returns (per-video statuses, the manifest of
+    the videos with features, the labels)."""
+    from flows.features import write_status_table
+    from flows.progress import ScopedProgress
+
+    if not cfg.datasets:
+        labels = ingest_step(cfg, refresh, progress)["files"]["labels"]
+        statuses = features_step(cfg, runner, refresh, progress)
+        return statuses, write_run_manifest(cfg, statuses), labels
+    from vrme.union import union_subject, write_union
+
+    statuses: list[dict[str, Any]] = []
+    for part in cfg.parts():
+        name = part.dataset.name
+        scoped = ScopedProgress(progress, name)
+        ingest_step(part, refresh, scoped)  # type: ignore[arg-type]
+        for s in features_step(part, runner, refresh, scoped):  # type: ignore[arg-type]
+            statuses.append({**s, "dataset": name, "part_subject": s["subject"],
+                             "subject": union_subject(name, str(s["subject"]))})
+    keep = {(s["dataset"], str(s["part_subject"]), str(s["video"])) for s in statuses
+            if s["status"] in ("computed", "cached")}
+    _, labels, _ = write_union(cfg, keep)
+    write_status_table(statuses, cfg.run_dir / "features_status.csv")
+    return statuses, write_run_manifest(cfg, statuses), str(labels)
+
+
 def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = False, *,
                   params: dict[str, Any] | None = None) -> Any:
     """The benchmark's stages inside the calling flow (see the module docstring); returns the
@@ -65,16 +94,13 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
     flow_run = flow_run_name()
     summary: dict[str, Any] = {"run_dir": str(cfg.run_dir), "report": None,
                                "stale_temporaries_removed": len(stale)}
-    ingest = ingest_step(cfg, refresh, progress)
-    labels = ingest["files"]["labels"]
     done: dict[str, dict] = {}
     failed: dict[str, str] = {}
     stopped = False
     with task_runner(cfg.orchestration) as runner:
-        statuses = features_step(cfg, runner, refresh, progress)
+        statuses, manifest, labels = data_step(cfg, runner, refresh, progress)
         bad_videos = failed_videos(statuses)
         stopped = stop_requested() or any(s["status"] == "interrupted" for s in statuses)
-        manifest = write_run_manifest(cfg, statuses)
         write_run_info(Path(cfg.run_dir), cfg, manifest_path=manifest, labels_path=labels)
         if stopped:
             progress.skip("folds", "stopped on request")

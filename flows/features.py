@@ -95,18 +95,21 @@ def write_status_table(statuses: list[dict[str, Any]], path: Path) -> Path:
 
 
 def align_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
-               progress: RunProgress | None = None) -> list[dict[str, Any]]:
-    """Tasks of the align stage inside the calling flow."""
+               progress: RunProgress | None = None, write: bool = True) -> list[dict[str, Any]]:
+    """Tasks of the align stage inside the calling flow (``write``: the status table)."""
     statuses = _run_stage(align_task, "align", cfg, runner, _rows(cfg), refresh, progress)
-    write_status_table(statuses, cfg.run_dir / "align_status.csv")
+    if write:
+        write_status_table(statuses, cfg.run_dir / "align_status.csv")
     return statuses
 
 
 def features_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
-                  progress: RunProgress | None = None) -> list[dict[str, Any]]:
-    """Tasks of the features stage (after align) inside the calling flow."""
-    aligned = {(s["subject"], s["video"]): s
-               for s in align_step(cfg, runner, refresh, progress)}
+                  progress: RunProgress | None = None, write: bool = True
+                  ) -> list[dict[str, Any]]:
+    """Tasks of the features stage (after align) inside the calling flow; returns the
+    statuses of both stages (``write``: write their tables into the run folder)."""
+    align_statuses = align_step(cfg, runner, refresh, progress, write=write)
+    aligned = {(s["subject"], s["video"]): s for s in align_statuses}
     rows, statuses = [], []
     for r in _rows(cfg):
         a = aligned.get((r["subject"], r["video"]))
@@ -115,7 +118,8 @@ def features_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
         else:
             rows.append(r)
     statuses += _run_stage(features_task, "features", cfg, runner, rows, refresh, progress)
-    write_status_table(statuses, cfg.run_dir / "features_status.csv")
+    if write:
+        write_status_table(statuses, cfg.run_dir / "features_status.csv")
     return statuses
 
 

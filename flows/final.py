@@ -9,8 +9,8 @@ from prefect import flow
 
 from flows._shared import (call_task, cli_command, config_from_params, name_from_parameters,
                            run_tags, tag_this_run)
-from flows.features import failed_videos, features_step
-from flows.ingest import ingest_step, stages_of
+from flows.features import failed_videos
+from flows.ingest import stages_of
 from flows.outcome import finish_run
 from flows.progress import RunProgress
 from tasks.common import task_runner
@@ -30,9 +30,10 @@ def train_final_flow(config: str, overrides: list[str] | None = None, root: str 
     progress = RunProgress(cfg.run_name, stages_of(cfg, "align", "features", "final model"),
                            title=f"final model of {cfg.run_name}")
     rerun = cli_command("train-final", config, overrides, root, out)
-    ingest_step(cfg, refresh, progress)
+    from flows.benchmark import data_step
+
     with task_runner(cfg.orchestration) as runner:
-        statuses = features_step(cfg, runner, refresh, progress)
+        statuses, _, _ = data_step(cfg, runner, refresh, progress)
     if stop_requested():
         return finish_run(progress, {}, interrupted=True, rerun=rerun)
     progress.start("final model")

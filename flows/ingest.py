@@ -37,7 +37,12 @@ def ingest_step(cfg: Config, refresh: bool = False,
 
 
 def stages_of(cfg: Config, *rest: str) -> list[str]:
-    """The stages of a flow on ``cfg``: synthesis (when asked for), ingest, then ``rest``."""
+    """The stages of a flow on ``cfg``: synthesis (when asked for), ingest, then ``rest``; for a
+    multi-dataset config, ingest (and of ``rest`` align and features) once per dataset."""
+    if cfg.datasets:
+        per = [s for s in ("ingest", *rest) if s in ("ingest", "align", "features")]
+        return ([f"{s} {p.dataset.name}" for p in cfg.parts() for s in per]
+                + [s for s in rest if s not in per])
     return (["synthesis"] if wants_synthesis(cfg) else []) + ["ingest", *rest]
 
 

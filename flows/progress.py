@@ -34,6 +34,40 @@ _ARTIFACT_EVERY_S = 2.0
 _emit_lock = threading.Lock()
 
 
+def stage_weight(stage: str) -> float:
+    """The weight of ``stage``; a stage of one dataset of several (``features casme3``) weighs
+    like its kind."""
+    return STAGE_WEIGHTS.get(stage, STAGE_WEIGHTS.get(stage.split(" ")[0], 5.0))
+
+
+class ScopedProgress:
+    """The stages of one dataset of a multi-dataset run: ``start("align")`` is stage
+    ``align <dataset>`` of the run's :class:`RunProgress`."""
+
+    def __init__(self, progress: "RunProgress | None", scope: str) -> None:
+        self.progress, self.scope = progress, scope
+
+    def _name(self, stage: str) -> str:
+        return f"{stage} {self.scope}"
+
+    def start(self, stage: str, total: int = 0, unit: str = "") -> None:
+        if self.progress is not None:
+            self.progress.start(self._name(stage), total, unit)
+
+    def advance(self, stage: str, done: int | None = None, step: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(self._name(stage), done, step)
+
+    def finish(self, stage: str, note: str = "", failed: bool = False,
+               stopped: bool = False) -> None:
+        if self.progress is not None:
+            self.progress.finish(self._name(stage), note, failed, stopped)
+
+    def skip(self, stage: str, note: str) -> None:
+        if self.progress is not None:
+            self.progress.skip(self._name(stage), note)
+
+
 def emit(event: dict[str, Any]) -> None:
     """Send one event (a JSON line) to the launching command, if there is one."""
     fd = os.environ.get(EVENTS_FD_ENV)
@@ -78,8 +112,8 @@ class RunProgress:
     def __init__(self, run_name: str, stages: list[str], title: str = "") -> None:
         self.run_name = run_name
         self.stages = list(stages)
-        total = sum(STAGE_WEIGHTS.get(s, 5.0) for s in self.stages)
-        self.weights = {s: STAGE_WEIGHTS.get(s, 5.0) / total for s in self.stages}
+        total = sum(stage_weight(s) for s in self.stages)
+        self.weights = {s: stage_weight(s) / total for s in self.stages}
         self.state: dict[str, dict[str, Any]] = {
             s: {"done": 0, "total": 0, "unit": "", "status": "pending", "note": ""}
             for s in self.stages}

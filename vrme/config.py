@@ -428,10 +428,32 @@ class PaperNumbers(_Strict):
     recog_f1: float
 
 
+UNION_LAYOUT = "union"
+"""The layout of the one dataset a multi-dataset config's folds see (vrme/layouts/union.py)."""
+
+MAX_RATE_SPREAD = 1.1
+"""Datasets of one config must run at effective frame rates (fps / frame_skip) within this
+factor of each other: their windows then span the same time."""
+
+
 class Config(_Strict):
-    """A whole vrme configuration."""
+    """A whole vrme configuration.
+
+    One dataset (``dataset:``) or several (``datasets:``, the MEGC protocol: leave-one-subject-out
+    over the union of their subjects). With ``datasets:``, ``dataset`` is the union
+    (layout ``union``, named after the datasets joined by ``+`` unless ``union_name`` is set, at
+    the first dataset's effective frame rate with frame skip 1): ingestion, alignment and
+    features run per dataset (:meth:`parts`), folds and the report on the union.
+    """
 
     dataset: DatasetConfig
+    datasets: list[DatasetConfig] | None = Field(
+        default=None, description="Several datasets, one benchmark (the MEGC protocol): each "
+        "with its own name, root, layout, fps and frame skip; their effective frame rates "
+        "(fps / frame_skip) must agree within 10%.")
+    union_name: str | None = Field(
+        default=None, description="Name of the union of `datasets` (cache paths, reports); "
+        "default: their names joined by '+'.")
     synth: SynthConfig | None = None
     align: AlignConfig = Field(default_factory=AlignConfig)
     features: FeatureConfig
@@ -452,6 +474,64 @@ class Config(_Strict):
     _root_origin: str = PrivateAttr(default="config")
     _out_origin: str = PrivateAttr(default="config")
     _file_root: Path | None = PrivateAttr(default=None)
+    # Set on the per-dataset configs of a multi-dataset config (:meth:`parts`): the union's name.
+    _part_of: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _union(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("datasets") is None:
+            return data
+        data = dict(data)
+        parts = data["datasets"]
+        if "dataset" in data:
+            raise ValueError("give either `dataset:` (one dataset) or `datasets:` (several), "
+                             "not both")
+        if not isinstance(parts, list) or len(parts) < 2:
+            raise ValueError("`datasets:` lists two or more datasets (use `dataset:` for one)")
+        if data.get("synth") is not None:
+            raise ValueError("a `synth:` section generates one dataset; with `datasets:` "
+                             "generate each first (`vrme synth`) and list their roots")
+        names = [p.get("name") if isinstance(p, dict) else None for p in parts]
+        data["dataset"] = {"name": data.get("union_name") or "+".join(str(n) for n in names),
+                           "layout": UNION_LAYOUT, "fps": 1.0, "frame_skip": 1}
+        return data
+
+    @model_validator(mode="after")
+    def _union_rates(self) -> "Config":
+        if not self.datasets:
+            return self
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"datasets: every dataset needs its own name, got {names}")
+        rates = [d.fps / d.frame_skip for d in self.datasets]
+        if max(rates) / min(rates) > MAX_RATE_SPREAD:
+            shown = ", ".join(f"{d.name} {d.fps:g}/{d.frame_skip} = {r:.1f}"
+                              for d, r in zip(self.datasets, rates))
+            raise ValueError(f"datasets run at effective frame rates ({shown} frames/s after "
+                             "skipping) that differ by more than 10%: set their frame_skip so "
+                             "that one window spans the same time in every dataset")
+        if self.dataset.layout == UNION_LAYOUT and self.dataset.fps != rates[0]:
+            self.dataset.fps = rates[0]
+        return self
+
+    def parts(self) -> list["Config"]:
+        """The per-dataset configs: one per entry of ``datasets`` (the config itself for a
+        single dataset). Each reads its own dataset and writes its own ingest tables
+        (``<out>/ingest/<dataset>/``), landmarks and features; all share the work folder, run
+        and every other section."""
+        if not self.datasets:
+            return [self]
+        out = []
+        for ds in self.datasets:
+            part = self.model_copy(deep=True)
+            part.datasets = None
+            part.dataset = ds.model_copy(deep=True)
+            part.run.out = self.out_dir  # one work folder and one run for all of them
+            part.run.name = self.run_name
+            part._part_of = self.dataset.name
+            out.append(part)
+        return out
 
     # -- derived locations -------------------------------------------------------------
     @property
@@ -467,10 +547,17 @@ class Config(_Strict):
 
     @property
     def ingest_dir(self) -> Path:
+        """``<out>/ingest`` (a dataset of a multi-dataset config: ``<out>/ingest/<dataset>``)."""
+        if self._part_of is not None:
+            return self.out_dir / "ingest" / self.dataset.name
         return self.out_dir / "ingest"
 
     @property
     def run_dir(self) -> Path:
+        """``<out>/runs/<run>`` (a dataset of a multi-dataset config: ``<out>/runs/<run>/<dataset>``,
+        for its status tables)."""
+        if self._part_of is not None:
+            return self.out_dir / "runs" / self.run_name / self.dataset.name
         return self.out_dir / "runs" / self.run_name
 
     def section_hash(self, *sections: str) -> str:
@@ -698,6 +785,12 @@ def load_config(
     where = str(p) + (" (with --set " + ", ".join(overrides) + ")" if overrides else "")
     cfg = config_from_mapping(raw, where)
     cfg.source = str(p)
+    if cfg.datasets and root is not None:
+        raise ConfigError(f"{where}: --root names one dataset's root; with `datasets:` set each "
+                          "dataset's root in the config")
+    for ds in cfg.datasets or []:
+        if ds.root is not None:
+            ds.root = Path(os.path.abspath(ds.root))
     if root is not None:
         cfg.dataset.root = Path(root)
     if out is not None:

@@ -115,7 +115,11 @@ def feature_params(cfg: Config) -> dict[str, Any]:
 
 
 def feature_hash(cfg: Config) -> str:
-    """Short hash of :func:`feature_params` (the feature cache folder name)."""
+    """Short hash of :func:`feature_params` (the feature cache folder name); for a
+    multi-dataset config, the hash of its datasets' feature hashes (the union's folder of
+    links, :mod:`vrme.union`)."""
+    if cfg.datasets:
+        return stable_hash([feature_hash(p) for p in cfg.parts()])
     return stable_hash(feature_params(cfg))
 
 

@@ -137,8 +137,10 @@ def _video_refs(manifest: pd.DataFrame, features_dir: Path, cfg: Config
         if not feature_path(features_dir, row.subject, row.video).is_file():
             missing.append((str(row.subject), str(row.video)))
             continue
+        # A union of datasets mixes frame skips: each video's own (in its feature file) holds.
+        skip = None if cfg.datasets else cfg.dataset.frame_skip
         ref = scan_video(features_dir, row.subject, row.video, k=cfg.features.k,
-                         frame_skip=cfg.dataset.frame_skip, first_frame=int(row.first_frame))
+                         frame_skip=skip, first_frame=int(row.first_frame))
         refs[ref.key] = ref
     return refs, missing
 
@@ -437,6 +439,8 @@ def train_params(cfg: Config) -> dict[str, Any]:
         "k": int(cfg.features.k),
         "frame_skip": int(cfg.dataset.frame_skip),
         "version": TRAIN_VERSION,
+        **({"datasets": [[d.name, d.fps, d.frame_skip] for d in cfg.datasets]}
+           if cfg.datasets else {}),
     }
 
 

@@ -50,12 +50,13 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
 
     cfg = load_config(config, overrides, root=root, out=out)
     if dataset:
-        generated = check_dataset_root(cfg, can_generate=can_generate)
         check_work_folder(cfg)
-        if not generated:
-            from vrme.ingest import check_labels
+        for part in cfg.parts():  # every dataset of a multi-dataset config
+            generated = check_dataset_root(part, can_generate=can_generate)
+            if not generated:
+                from vrme.ingest import check_labels
 
-            check_labels(cfg)  # the layout's folder and spreadsheets, read once
+                check_labels(part)  # the layout's folder and spreadsheets, read once
     return cfg
 
 
