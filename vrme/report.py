@@ -110,10 +110,46 @@ def write_run_info(run_dir: str | os.PathLike[str], cfg: Config, *,
         "features_dir": str(Path(features_dir or default_features_dir(cfg)).absolute()),
         "feature_hash": feature_hash(cfg),
         "fold_config_hash": fold_config_hash(cfg),
-        "versions": {"vrme": vrme.__version__, "python": platform.python_version()},
+        "versions": {"vrme": vrme.__version__, "python": platform.python_version(),
+                     "code": code_versions(), "source": source_revision()},
         "machine": machine_info(cfg),
     }
     return write_json_atomic(run_dir / RUN_INFO_FILE, info)
+
+
+def code_versions() -> dict[str, int]:
+    """The version number of every stage's code (bumped with any change that changes its
+    output; each is part of that stage's cache hash): ingest, align, features, priors, train,
+    decode."""
+    from vrme.align import ALIGN_VERSION
+    from vrme.decode import DECODE_VERSION
+    from vrme.features import FEATURES_VERSION
+    from vrme.ingest import INGEST_VERSION
+    from vrme.priors import PRIORS_VERSION
+    from vrme.train import TRAIN_VERSION
+
+    return {"ingest": INGEST_VERSION, "align": ALIGN_VERSION, "features": FEATURES_VERSION,
+            "priors": PRIORS_VERSION, "train": TRAIN_VERSION, "decode": DECODE_VERSION}
+
+
+def source_revision() -> dict[str, Any] | None:
+    """The git commit of the vrme source in use and whether tracked files differ from it
+    (``{"commit", "dirty"}``), or None when vrme does not run from a git checkout (an
+    installed package) or git is not available."""
+    import subprocess
+
+    root = Path(vrme.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=no"], capture_output=True, text=True,
+                                timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "dirty": bool(status.strip())}
 
 
 def machine_info(cfg: Config | None = None) -> dict[str, Any]:
