@@ -1018,8 +1018,8 @@ def read_stages(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any] | None,
             raise ValueError("'stages' is not an object of objects")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{p} is not readable ({exc}): no time per stage shown."
-    return stages, (f"From {STAGES_FILE}, as the orchestrator last wrote it before this report "
-                    "was built (the report stage itself finishes after).")
+    return stages, (f"From {STAGES_FILE} as it was when this report was built (a run builds "
+                    "its report before it records the report stage as finished).")
 
 
 # -- the document ---------------------------------------------------------------------------
@@ -1062,6 +1062,22 @@ def _utc(ts: Any) -> str | None:
         return None
 
 
+def _number(v: Any) -> float | None:
+    """``v`` as a finite float, else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _stage_order(stages: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Stages in the order they started (stages that never started last, by name)."""
+    def key(item: tuple[str, dict[str, Any]]) -> tuple[int, float, str]:
+        start = _number(item[1].get("started"))
+        return (0, start, item[0]) if start is not None else (1, 0.0, item[0])
+
+    return sorted(stages.items(), key=key)
+
+
 def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """``(dotted.key, value)`` of a nested mapping, leaves only."""
     if not isinstance(d, dict):
@@ -1088,9 +1104,9 @@ def _provenance(d: _Doc) -> list[tuple[str, Any]]:
     info, cfg = d.info, d.cfg
     b: list[tuple[str, Any]] = [("h2", "How this run was made")]
     if info:
-        b.append(("p", f"Config {info.get('config_source') or '(given in code)'}; run started "
-                       f"{info.get('created', 'n/a')} (run.json). The whole config is in the "
-                       "appendix as YAML."))
+        b.append(("p", f"Config {info.get('config_source') or '(given in code, no file)'}; "
+                       f"run.json written {info.get('created', 'n/a')}. The whole config is in "
+                       "the appendix as YAML."))
     else:
         b.append(("warn", f"No {RUN_INFO_FILE} in the run folder: the config below is the one "
                           "passed to the report, the code versions and machine of the run are "
@@ -1130,16 +1146,23 @@ def _provenance(d: _Doc) -> list[tuple[str, Any]]:
     b.append(("h3", "Time and outcome of each stage"))
     b.append(("p", d.stages_note))
     if d.stages is not None:
-        srows, total = [], 0.0
-        for name, st in d.stages.items():
-            sec = st.get("seconds")
-            if isinstance(sec, (int, float)) and math.isfinite(sec):
-                total += float(sec)
+        srows, total, spans = [], 0.0, []
+        for name, st in _stage_order(d.stages):
+            sec, start = _number(st.get("seconds")), _number(st.get("started"))
+            if sec is not None:
+                total += sec
+                if start is not None:
+                    spans.append((start, start + sec))
             done, tot = st.get("done"), st.get("total")
             count = f"{done}/{tot} {st.get('unit') or ''}".strip() if tot else ""
-            srows.append([name, st.get("status"), count, _utc(st.get("started")), _secs(sec),
-                          st.get("note") or ""])
-        srows.append(["all stages", "", "", "", _secs(total), "sum of the stages' seconds"])
+            note = str(st.get("note") or "")
+            if name == "report" and st.get("status") in ("pending", "running"):
+                note = (note + "; " if note else "") + "recorded before this report was built"
+            srows.append([name, st.get("status"), count, _utc(start), _secs(sec), note])
+        span = (f"; {max(e for _, e in spans) - min(b for b, _ in spans):.1f} s from the first "
+                "stage's start to the last one's end") if spans else ""
+        srows.append(["all stages", "", "", "", _secs(total),
+                      f"sum of the stages' seconds{span}"])
         b.append(("table", _Table(["stage", "status", "done", "started (UTC)", "seconds",
                                    "note"], srows, left={5})))
     # The settings that decide the numbers.
