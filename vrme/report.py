@@ -2,7 +2,8 @@
 
 :func:`write_run_info` records at the start of a run everything the report needs later
 (``<run_dir>/run.json``: the whole config, the dataset, where ingestion wrote its tables, the
-fold config hash), so ``vrme report --run DIR`` works without the original config file.
+fold config hash, the code version of every stage, vrme's version and git commit, the machine),
+so ``vrme report --run DIR`` works without the original config file.
 
 :func:`build_report` reads the finished folds under ``<run_dir>/folds/<subject>/`` (a fold
 counts only when :func:`vrme.train.fold_is_complete` says so and, when run.json records one,
@@ -11,17 +12,25 @@ writes ``<run_dir>/report/``:
 
 - ``metrics.json``: official STRS and its parts, the reference (paper-code) variant beside it,
   per-emotion recall/precision, the folds that are missing and why (``"complete": false``,
-  ``"missing_folds"``), the paper's Table 3 numbers for real datasets;
+  ``"missing_folds"``), the paper's Table 3 numbers for real datasets, the run's versions, and
+  the per-video counts and missed/false intervals (``per_video``, ``missed``, ``false``: the
+  rows of the three CSV files below);
 - ``folds.parquet``: one row per expected fold (metrics on its own subject, k_p, training
-  windows, timings, final loss, status);
+  windows, how it was made, epochs, final and lowest loss, timings, hashes, status);
 - ``predictions.csv``: pooled intervals in STRS format (subject, video, onset, offset, emotion;
   original frame numbers), in the order they were scored; ``ground_truth.csv`` the ground truth
   they were scored against (so ``vrme strs --pred predictions.csv --gt ground_truth.csv``
   reproduces ``metrics.json``); ``intervals.csv`` the same predictions with apex and score;
+- ``per_video.csv`` (:data:`PER_VIDEO_COLUMNS`), ``missed.csv`` (:data:`MISSED_COLUMNS`) and
+  ``false.csv`` (:data:`FALSE_COLUMNS`): the official matching (``StrsResult.pairs``) video by
+  video and interval by interval;
 - ``report.md`` with ``plots/*.png``, and ``report.html``, self-contained (PNGs embedded as
-  base64): per-video spot score curves with true and predicted intervals coloured by emotion
-  (at most ``max_videos`` videos, picked round-robin over subjects; the report says which),
-  the analysis confusion matrix, per-subject spot F1 and predicted vs true durations.
+  base64): how the run was made (code versions, machine, the time and outcome of each stage
+  from ``stages.json`` when an orchestrator wrote one, every setting, the config as YAML),
+  per-fold loss curves, the per-video table with the missed and false intervals, per-video spot
+  score curves (frames and seconds) with true intervals and predictions marked TP or FP (at most
+  ``max_videos`` videos, picked round-robin over subjects; the report says which), the analysis
+  confusion matrix, per-subject spot F1 and predicted vs true durations.
 
 Every file is written atomically.
 """
