@@ -375,6 +375,8 @@ def test_loss_curves_are_paged_and_of_the_stated_size():
     b = loss_curves_png(["1", "2"], [hist, bad])
     c = loss_curves_png(["1", "2"], [hist, None], ["trained", "missing"])
     assert len({a, b, c}) == 3 and png_size(c) == loss_curves_size(2)
+    flat = [dict(h, loss=0.5 - 0.01 * h["epoch"], mse=0.4, ce=0.6) for h in hist]  # linear axis
+    assert png_size(loss_curves_png(["1"], [flat])) == loss_curves_size(1)
 
 
 def test_score_curve_marks_tp_fp_and_has_a_seconds_axis():

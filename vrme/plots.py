@@ -169,11 +169,15 @@ def loss_curves_size(n_panels: int) -> tuple[int, int]:
 
 def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | None],
                     notes: Sequence[str] | None = None, title: str = "") -> bytes:
-    """Training curves of several folds as small multiples (one panel per fold, a shared log
-    y axis), PNG bytes of :func:`loss_curves_size`. ``histories[i]`` is fold ``folds[i]``'s
+    """Training curves of several folds as small multiples (one panel per fold, a shared y
+    axis, logarithmic when the values span a decade or more), PNG bytes of
+    :func:`loss_curves_size`. ``histories[i]`` is fold ``folds[i]``'s
     ``history`` (per epoch: ``epoch``, ``loss``, ``mse``, ``ce``) or None for a fold without
     one (drawn as an empty panel saying so); ``notes[i]`` is added to the panel title (e.g. how
-    the fold was made). Non-finite values are left out and counted in the panel."""
+    the fold was made). Values that cannot be drawn (non-finite; <= 0 on a log axis) are left
+    out and counted in the panel."""
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
+
     size = loss_curves_size(len(folds))
     fig = _figure(size)
     n = max(1, len(folds))
@@ -183,7 +187,8 @@ def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | N
     vals = [v for h in histories if h for r in h for k, _, _ in series
             if isinstance(v := r.get(k), (int, float)) and math.isfinite(v) and v > 0]
     lo, hi = (min(vals), max(vals)) if vals else (0.1, 1.0)
-    lo, hi = lo / 1.3, hi * 1.3
+    log = hi >= 10 * lo  # a log axis when the curves span a decade or more
+    lo, hi = (lo / 1.3, hi * 1.3) if log else (0.0, hi * 1.05)
     top_px, left, right = 30, 0.05, 0.01
     w = (1.0 - left - right) / cols
     h_frac = LOSS_PANEL_HEIGHT / size[1]
@@ -194,9 +199,16 @@ def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | N
                            0.6 * h_frac))
         hist = histories[i] or []
         note = (notes[i] if notes is not None else "") or ""
-        ax.set_title(f"fold {fold}" + (f" ({note})" if note else ""), fontsize=8, pad=2)
-        ax.set_yscale("log")
+        # A plain text, not set_title: matplotlib re-measures every axis to place a title.
+        ax.text(0.5, 1.03, f"fold {fold}" + (f" ({note})" if note else ""), fontsize=8,
+                ha="center", va="bottom", transform=ax.transAxes)
+        if log:
+            ax.set_yscale("log")
         ax.set_ylim(lo, hi)
+        # Few ticks and no minor ones: tick objects are most of the drawing time.
+        ax.yaxis.set_major_locator(LogLocator(numticks=4) if log else MaxNLocator(4))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
         ax.tick_params(labelsize=7)
         if c:  # the y axis is shared: labelled on the first panel of each row only
             ax.tick_params(axis="y", which="both", labelleft=False)
@@ -210,12 +222,12 @@ def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | N
         for key, color, ls in series:
             y = np.asarray([float(e[key]) if isinstance(e.get(key), (int, float)) else np.nan
                             for e in hist])
-            ok = np.isfinite(y) & (y > 0)
+            ok = np.isfinite(y) & ((y > 0) if log else True)
             bad += int((~ok & np.asarray([key in e for e in hist])).sum())
             ax.plot(epochs, np.where(ok, y, np.nan), color=color, ls=ls, lw=1.0)
         ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
         if bad:
-            ax.text(0.97, 0.95, f"{bad} non-finite value(s)", transform=ax.transAxes,
+            ax.text(0.97, 0.95, f"{bad} value(s) not drawn", transform=ax.transAxes,
                     ha="right", va="top", fontsize=7, color="#d62728")
         if r == rows - 1 or i + LOSS_COLUMNS >= len(folds):
             ax.set_xlabel("epoch", fontsize=7, labelpad=1)

@@ -944,8 +944,8 @@ def build_report(run_dir: str | os.PathLike[str], cfg: Config | None = None, *,
             [s.marker.get("history") if s.complete else None for s in page],
             [str(s.marker.get("how", "")) if s.complete else "missing" for s in page],
             title=f"Training loss per epoch, {folds_txt}{part}"),
-            f"Training loss, MSE and cross-entropy per epoch, {folds_txt}{part} (log scale, "
-            "shared axis)"))
+            f"Training loss, MSE and cross-entropy per epoch, {folds_txt}{part} (one y axis "
+            "for all, logarithmic when the values span a decade)"))
 
     # Tables and files.
     files: dict[str, Path] = {}
