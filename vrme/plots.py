@@ -176,7 +176,7 @@ def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | N
     one (drawn as an empty panel saying so); ``notes[i]`` is added to the panel title (e.g. how
     the fold was made). Values that cannot be drawn (non-finite; <= 0 on a log axis) are left
     out and counted in the panel."""
-    from matplotlib.ticker import LogLocator, MaxNLocator, NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
     size = loss_curves_size(len(folds))
     fig = _figure(size)
@@ -189,6 +189,8 @@ def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | N
     lo, hi = (min(vals), max(vals)) if vals else (0.1, 1.0)
     log = hi >= 10 * lo  # a log axis when the curves span a decade or more
     lo, hi = (lo / 1.3, hi * 1.3) if log else (0.0, hi * 1.05)
+    decades = math.log10(hi / lo) if log else 0.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)  # about 3 to 8 labelled ticks
     top_px, left, right = 30, 0.05, 0.01
     w = (1.0 - left - right) / cols
     h_frac = LOSS_PANEL_HEIGHT / size[1]
@@ -206,7 +208,11 @@ def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | N
             ax.set_yscale("log")
         ax.set_ylim(lo, hi)
         # Few ticks and no minor ones: tick objects are most of the drawing time.
-        ax.yaxis.set_major_locator(LogLocator(numticks=4) if log else MaxNLocator(4))
+        if log:
+            ax.yaxis.set_major_locator(LogLocator(subs=subs, numticks=12))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.yaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
         ax.tick_params(labelsize=7)
