@@ -9,14 +9,22 @@ original frame numbers (the numbers in the frame file names).
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 DPI = 100
-SCORE_SIZE = (1000, 300)
+SCORE_SIZE = (1000, 330)
 """Pixels (width, height) of a per-video score curve."""
+LOSS_WIDTH = 1000
+LOSS_COLUMNS = 6
+"""Folds per row of the loss-curve small multiples."""
+LOSS_PANEL_HEIGHT = 140
+LOSS_MARGIN = 50
+LOSS_PANELS_PER_PNG = 36
+"""Folds per loss-curve figure (more folds make more figures)."""
 CONFUSION_SIZE = (560, 460)
 SUBJECT_F1_SIZE = (800, 360)
 DURATION_SIZE = (700, 360)
@@ -59,32 +67,52 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def score_curve_png(frames: np.ndarray, spot: np.ndarray, *, gt: pd.DataFrame | None = None,
                     pred: pd.DataFrame | None = None, smoothed: np.ndarray | None = None,
-                    threshold: float | None = None, title: str = "") -> bytes:
+                    threshold: float | None = None, title: str = "",
+                    clock: tuple[float, float] | None = None) -> bytes:
     """One video's per-frame spot score with its intervals, as PNG bytes (:data:`SCORE_SIZE`).
 
     ``frames`` (n,) are original frame numbers of the scores ``spot`` (n,) in [0, 1].
     ``gt`` and ``pred`` are interval tables with ``onset``, ``offset`` (original numbers,
     inclusive) and ``emotion`` (``pred`` may have ``apex``): ground truth is drawn as shaded
-    bands over the whole height, predictions as solid bars in a lane under the curve (with the
-    apex as a tick), both coloured by emotion. ``smoothed``/``threshold``: the decoder's
-    smoothed curve and peak threshold, drawn when given.
+    bands over the whole height, predictions as bars in a lane under the curve (with the apex
+    as a tick), both coloured by emotion. An optional ``status`` column marks the STRS outcome:
+    a prediction 'TP' is drawn solid, 'FP' hatched, 'unscored' as an outline; a true interval
+    'missed' gets a dashed outline. ``smoothed``/``threshold``: the decoder's smoothed curve and
+    peak threshold, drawn when given. ``clock`` = (first frame number, fps) adds a top axis in
+    seconds from the video's first frame.
     """
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch, Rectangle
 
     fig = _figure(SCORE_SIZE)
-    ax = fig.add_axes((0.06, 0.17, 0.74, 0.72))
+    ax = fig.add_axes((0.06, 0.15, 0.74, 0.66))
     frames = np.asarray(frames)
     spot = np.asarray(spot, dtype=np.float64)
     lane = (-0.16, -0.05)
     emotions_seen: list[str] = []
+    statuses_seen: set[str] = set()
     for row in (gt.itertuples(index=False) if gt is not None else []):
         ax.axvspan(row.onset - 0.5, row.offset + 0.5, ymin=0.0, ymax=1.0,
                    color=emotion_color(row.emotion), alpha=0.22, lw=0)
+        if getattr(row, "status", None) == "missed":
+            ax.add_patch(Rectangle((row.onset - 0.5, lane[1] + 0.01), row.offset - row.onset + 1,
+                                   1.04 - lane[1] - 0.01, fill=False, ec="black", lw=0.9,
+                                   ls="--"))
+            statuses_seen.add("missed")
         emotions_seen.append(str(row.emotion))
     for row in (pred.itertuples(index=False) if pred is not None else []):
         c = emotion_color(row.emotion)
-        ax.fill_between([row.onset - 0.5, row.offset + 0.5], lane[0], lane[1], color=c, lw=0)
+        status = getattr(row, "status", "TP")
+        x0, w = row.onset - 0.5, row.offset - row.onset + 1
+        if status == "FP":
+            ax.add_patch(Rectangle((x0, lane[0]), w, lane[1] - lane[0], fc="white", ec=c,
+                                   hatch="////", lw=1.0))
+        elif status == "unscored":
+            ax.add_patch(Rectangle((x0, lane[0]), w, lane[1] - lane[0], fill=False, ec=c,
+                                   lw=1.0))
+        else:
+            ax.add_patch(Rectangle((x0, lane[0]), w, lane[1] - lane[0], fc=c, ec=c, lw=0.5))
+        statuses_seen.add(str(status))
         apex = getattr(row, "apex", None)
         if apex is not None and pd.notna(apex):
             ax.plot([apex, apex], [lane[0], lane[1] + 0.03], color="black", lw=1)
@@ -100,7 +128,13 @@ def score_curve_png(frames: np.ndarray, spot: np.ndarray, *, gt: pd.DataFrame | 
     ax.set_ylim(lane[0] - 0.02, 1.05)
     ax.set_xlabel("frame (original numbering)")
     ax.set_ylabel("spot score")
-    ax.set_title(title, fontsize=10, loc="left")
+    if clock is not None and clock[1] and np.isfinite(clock[0]) and np.isfinite(clock[1]):
+        first, fps = float(clock[0]), float(clock[1])
+        top = ax.secondary_xaxis("top", functions=(lambda f: (f - first) / fps,
+                                                   lambda t: t * fps + first))
+        top.set_xlabel(f"seconds from the first frame ({fps:g} fps)", fontsize=8)
+        top.tick_params(labelsize=8)
+    fig.suptitle(title, fontsize=10, x=0.06, y=0.985, ha="left")
     handles = [Line2D([], [], color="black", lw=0.9, label="spot score")]
     if smoothed is not None:
         handles.append(Line2D([], [], color="#ff7f0e", lw=1.0, ls="--", label="smoothed"))
@@ -108,13 +142,107 @@ def score_curve_png(frames: np.ndarray, spot: np.ndarray, *, gt: pd.DataFrame | 
         handles.append(Line2D([], [], color="#ff7f0e", lw=0.8, ls=":", label="peak threshold"))
     if gt is not None:
         handles.append(Patch(facecolor="#bbbbbb", alpha=0.5, label="ground truth (band)"))
+    if "missed" in statuses_seen:
+        handles.append(Patch(fill=False, ec="black", ls="--", label="missed ground truth"))
     if pred is not None:
-        handles.append(Patch(facecolor="#444444", label="predicted (bar below)"))
+        if "status" in pred:
+            handles.append(Patch(fc="#444444", ec="#444444", label="predicted TP (bar below)"))
+            handles.append(Patch(fc="white", ec="#444444", hatch="////", label="predicted FP"))
+            if "unscored" in statuses_seen:
+                handles.append(Patch(fill=False, ec="#444444", label="predicted, not scored"))
+        else:
+            handles.append(Patch(facecolor="#444444", label="predicted (bar below)"))
     for e in EMOTION_COLORS:
         if e in emotions_seen:
             handles.append(Patch(facecolor=emotion_color(e), label=e))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.81, 0.53), fontsize=8,
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.81, 0.5), fontsize=8,
                frameon=False)
+    return _png(fig)
+
+
+def loss_curves_size(n_panels: int) -> tuple[int, int]:
+    """Pixels (width, height) of a :func:`loss_curves_png` figure with ``n_panels`` folds:
+    :data:`LOSS_COLUMNS` panels a row, :data:`LOSS_PANEL_HEIGHT` pixels a row."""
+    rows = max(1, math.ceil(max(1, n_panels) / LOSS_COLUMNS))
+    return (LOSS_WIDTH, LOSS_MARGIN + rows * LOSS_PANEL_HEIGHT)
+
+
+def loss_curves_png(folds: Sequence[str], histories: Sequence[Sequence[dict] | None],
+                    notes: Sequence[str] | None = None, title: str = "") -> bytes:
+    """Training curves of several folds as small multiples (one panel per fold, a shared y
+    axis, logarithmic when the values span a decade or more), PNG bytes of
+    :func:`loss_curves_size`. ``histories[i]`` is fold ``folds[i]``'s
+    ``history`` (per epoch: ``epoch``, ``loss``, ``mse``, ``ce``) or None for a fold without
+    one (drawn as an empty panel saying so); ``notes[i]`` is added to the panel title (e.g. how
+    the fold was made). Values that cannot be drawn (non-finite; <= 0 on a log axis) are left
+    out and counted in the panel."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+
+    size = loss_curves_size(len(folds))
+    fig = _figure(size)
+    n = max(1, len(folds))
+    cols = min(n, LOSS_COLUMNS)
+    rows = math.ceil(n / LOSS_COLUMNS)
+    series = (("loss", "black", "-"), ("mse", "#1f77b4", "--"), ("ce", "#d62728", ":"))
+    vals = [v for h in histories if h for r in h for k, _, _ in series
+            if isinstance(v := r.get(k), (int, float)) and math.isfinite(v) and v > 0]
+    lo, hi = (min(vals), max(vals)) if vals else (0.1, 1.0)
+    log = hi >= 10 * lo  # a log axis when the curves span a decade or more
+    lo, hi = (lo / 1.3, hi * 1.3) if log else (0.0, hi * 1.05)
+    decades = math.log10(hi / lo) if log else 0.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)  # about 3 to 8 labelled ticks
+    top_px, left, right = 30, 0.05, 0.01
+    w = (1.0 - left - right) / cols
+    h_frac = LOSS_PANEL_HEIGHT / size[1]
+    for i, fold in enumerate(folds):
+        r, c = divmod(i, LOSS_COLUMNS)
+        y0 = 1.0 - (top_px / size[1]) - (r + 1) * h_frac
+        ax = fig.add_axes((left + c * w + 0.03 * w, y0 + 0.24 * h_frac, 0.9 * w,
+                           0.6 * h_frac))
+        hist = histories[i] or []
+        note = (notes[i] if notes is not None else "") or ""
+        # A plain text, not set_title: matplotlib re-measures every axis to place a title.
+        ax.text(0.5, 1.03, f"fold {fold}" + (f" ({note})" if note else ""), fontsize=8,
+                ha="center", va="bottom", transform=ax.transAxes)
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
+        # Few ticks and no minor ones: tick objects are most of the drawing time.
+        if log:
+            ax.yaxis.set_major_locator(LogLocator(subs=subs, numticks=12))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(4))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+        ax.tick_params(labelsize=7)
+        if c:  # the y axis is shared: labelled on the first panel of each row only
+            ax.tick_params(axis="y", which="both", labelleft=False)
+        if not hist:
+            ax.set_xticks([])
+            ax.text(0.5, 0.5, "no training history", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=8, color="#d62728")
+            continue
+        epochs = np.asarray([float(e.get("epoch", j + 1)) for j, e in enumerate(hist)])
+        bad = 0
+        for key, color, ls in series:
+            y = np.asarray([float(e[key]) if isinstance(e.get(key), (int, float)) else np.nan
+                            for e in hist])
+            ok = np.isfinite(y) & ((y > 0) if log else True)
+            bad += int((~ok & np.asarray([key in e for e in hist])).sum())
+            ax.plot(epochs, np.where(ok, y, np.nan), color=color, ls=ls, lw=1.0)
+        ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
+        if bad:
+            ax.text(0.97, 0.95, f"{bad} value(s) not drawn", transform=ax.transAxes,
+                    ha="right", va="top", fontsize=7, color="#d62728")
+        if r == rows - 1 or i + LOSS_COLUMNS >= len(folds):
+            ax.set_xlabel("epoch", fontsize=7, labelpad=1)
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], color=col, ls=ls, lw=1.0, label=k)
+                        for k, col, ls in series], loc="upper right", ncol=3, fontsize=8,
+               frameon=False, bbox_to_anchor=(0.99, 1.0))
+    fig.suptitle(title, fontsize=10, x=0.01, y=0.995, ha="left", va="top")
     return _png(fig)
 
 
