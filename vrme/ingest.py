@@ -332,27 +332,6 @@ def check_labels(cfg: Config | DatasetConfig) -> None:
     read_layout_labels(cfg, check_layout(cfg))
 
 
-def read_layout_labels(cfg: Config, label_paths: list[Path]) -> tuple[pd.DataFrame, list[Issue]]:
-    """The events of the layout's label spreadsheets (``label_paths``, from
-    :func:`check_layout`) and the issues (skipped rows, notes) found reading them; an empty
-    table for unlabelled layouts. Raises :class:`LabelError` for a spreadsheet that cannot be
-    read as meant."""
-    emap = dict(cfg.dataset.emotion_map or {})
-    if cfg.dataset.layout == "casme3":
-        return read_casme3_labels(label_paths[0], emap)
-    if cfg.dataset.layout == "samm_lv":
-        return read_samm_labels(label_paths[0], label_paths[1], emap,
-                                cfg.dataset.drop_onset_zero)
-    return pd.DataFrame(columns=EVENT_COLUMNS), []
-
-
-def check_labels(cfg: Config) -> None:
-    """Read the label spreadsheets once, before anything starts, so that a spreadsheet that
-    cannot be read as meant stops the command with its one-line error (a few hundred rows read
-    in well under a second; ingestion reads them again)."""
-    read_layout_labels(cfg, check_layout(cfg))
-
-
 # -- the whole step ----------------------------------------------------------------------------
 
 
