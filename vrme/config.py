@@ -484,15 +484,21 @@ class Config(_Strict):
             return data
         data = dict(data)
         parts = data["datasets"]
-        if "dataset" in data:
+        given = data.get("dataset")
+        given_layout = (given.get("layout") if isinstance(given, dict)
+                        else getattr(given, "layout", None))
+        if given is not None and given_layout != UNION_LAYOUT:  # (a dumped config has both)
             raise ValueError("give either `dataset:` (one dataset) or `datasets:` (several), "
                              "not both")
+        if given is not None:  # already the union (a dumped config, an assignment)
+            return data
         if not isinstance(parts, list) or len(parts) < 2:
             raise ValueError("`datasets:` lists two or more datasets (use `dataset:` for one)")
         if data.get("synth") is not None:
             raise ValueError("a `synth:` section generates one dataset; with `datasets:` "
                              "generate each first (`vrme synth`) and list their roots")
-        names = [p.get("name") if isinstance(p, dict) else None for p in parts]
+        names = [p.get("name") if isinstance(p, dict) else getattr(p, "name", None)
+                 for p in parts]
         data["dataset"] = {"name": data.get("union_name") or "+".join(str(n) for n in names),
                            "layout": UNION_LAYOUT, "fps": 1.0, "frame_skip": 1}
         return data

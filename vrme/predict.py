@@ -256,6 +256,7 @@ def guess_fps(row: Any, default_fps: float, root: str | os.PathLike[str] | None 
 
 def _scan_config(ens_cfg: Config, root: Path) -> Config:
     cfg = ens_cfg.model_copy(deep=True)
+    cfg.datasets = None  # a model trained on several datasets predicts one test folder
     cfg.dataset = cfg.dataset.model_copy(update={"name": PREDICT_DATASET, "layout": "megc",
                                                  "root": root, "label_files": []})
     return cfg
@@ -364,6 +365,7 @@ def feature_config(ens_cfg: Config, frame_skip: int, root: str | os.PathLike[str
     """The config that computes features of unseen videos with the models' parameters at
     ``frame_skip``: dataset ``predict`` under ``cache_dir`` (its ``run.out``)."""
     cfg = ens_cfg.model_copy(deep=True)
+    cfg.datasets = None  # a model trained on several datasets predicts one test folder
     cfg.dataset = cfg.dataset.model_copy(update={"name": PREDICT_DATASET, "layout": "megc",
                                                  "root": Path(root), "frame_skip": int(frame_skip),
                                                  "label_files": []})

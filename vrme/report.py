@@ -880,6 +880,9 @@ def build_report(run_dir: str | os.PathLike[str], cfg: Config | None = None, *,
         "fold_config_hash": config_hash,
         "versions": info.get("versions"),
     }
+    if cfg.datasets:
+        metrics["per_dataset"] = per_dataset_metrics(pred, gt, [d.name for d in cfg.datasets],
+                                                     emotions)
     if paper is not None:
         metrics["paper"] = {name: nums.model_dump() for name, nums in cfg.paper.items()}
 
@@ -927,7 +930,8 @@ def build_report(run_dir: str | os.PathLike[str], cfg: Config | None = None, *,
         "Spotting F1 per subject (fold); n/a = fold missing"))
     images.append(_Image("durations.png", durations_png(
         (intervals["offset"] - intervals["onset"] + 1).to_numpy(),
-        (gt["offset"] - gt["onset"] + 1).to_numpy(), fps=cfg.dataset.fps,
+        (gt["offset"] - gt["onset"] + 1).to_numpy(),
+        fps=None if cfg.datasets else cfg.dataset.fps,  # several datasets: frames only
         title="Predicted vs true micro-expression durations"),
         "Durations of predicted and true intervals"))
 
@@ -1274,6 +1278,28 @@ def _config_yaml(cfg: Config) -> str:
                           default_flow_style=False).rstrip()
 
 
+def per_dataset_metrics(pred: pd.DataFrame, gt: pd.DataFrame, datasets: list[str],
+                        emotions: list[str] | None) -> dict[str, Any]:
+    """Official STRS of every dataset of a union on its own (its subjects are
+    ``<dataset>.<subject>``, :mod:`vrme.union`): the predictions and ground truth of its
+    subjects scored alone. The pooled numbers are the run's headline."""
+    from vrme.strs import evaluate_strs
+    from vrme.union import dataset_of
+
+    out: dict[str, Any] = {}
+    p_ds = pred["subject"].astype(str).map(lambda x: dataset_of(x, datasets))
+    g_ds = gt["subject"].astype(str).map(lambda x: dataset_of(x, datasets))
+    for name in datasets:
+        p, g = pred[p_ds == name].reset_index(drop=True), gt[g_ds == name].reset_index(drop=True)
+        if len(g) == 0:
+            out[name] = None
+            continue
+        r = evaluate_strs(p[STRS_COLUMNS], g[STRS_COLUMNS], emotions=emotions,
+                          variant="official")
+        out[name] = {**_clean(r.to_dict()), "n_pred": int(len(p)), "n_gt": int(len(g))}
+    return out
+
+
 def _document(d: _Doc) -> list[tuple[str, Any]]:
     metrics, folds_df = d.metrics, d.folds_df
     ds = metrics["dataset"]
@@ -1303,6 +1329,21 @@ def _document(d: _Doc) -> list[tuple[str, Any]]:
                        ("analysis_uf1", "analysis UF1")):
         rows.append([label, metrics["official"][key], metrics["reference"][key]])
     b.append(("table", _Table(["metric", "official", "paper-code scoring"], rows)))
+    if metrics.get("per_dataset"):
+        b.append(("h2", "Per dataset"))
+        b.append(("p", "One benchmark over several datasets (the MEGC protocol): the official "
+                       "STRS of each dataset's subjects scored alone, then of all of them pooled "
+                       "(the headline above)."))
+        drows = []
+        for name, m in metrics["per_dataset"].items():
+            m = m or {}
+            drows.append([name, m.get("strs"), m.get("spot_f1"), m.get("analysis_f1"),
+                          m.get("spot_tp"), m.get("spot_fp"), m.get("spot_fn"), m.get("n_gt")])
+        o = metrics["official"]
+        drows.append(["pooled", o["strs"], o["spot_f1"], o["analysis_f1"], o["spot_tp"],
+                      o["spot_fp"], o["spot_fn"], metrics["n_ground_truth"]])
+        b.append(("table", _Table(["dataset", "STRS", "spot F1", "analysis F1", "TP", "FP",
+                                   "FN", "true"], drows)))
     if d.paper is not None:
         b.append(("h2", "Beside the paper (Table 3)"))
         b.append(("p", "Published numbers come from the config's paper section. The paper's "
