@@ -106,12 +106,24 @@ def align_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
 def features_step(cfg: Config, runner: TaskRunner, refresh: bool = False,
                   progress: RunProgress | None = None, write: bool = True
                   ) -> list[dict[str, Any]]:
-    """Tasks of the features stage (after align) inside the calling flow; returns the
-    statuses of both stages (``write``: write their tables into the run folder)."""
-    align_statuses = align_step(cfg, runner, refresh, progress, write=write)
+    """Tasks of the features stage (after align) inside the calling flow, for the videos of
+    the config's manifest; returns the statuses of both stages (``write``: write their tables
+    into the run folder)."""
+    return video_stages(cfg, runner, _rows(cfg), refresh, progress, write)
+
+
+def video_stages(cfg: Config, runner: TaskRunner, videos: list[dict[str, Any]],
+                 refresh: bool = False, progress: RunProgress | None = None,
+                 write: bool = False) -> list[dict[str, Any]]:
+    """Landmarks, then features, of ``videos`` (manifest rows of ``cfg``'s dataset): one task
+    per batch of videos through ``runner`` (the benchmark's, prediction's and the stage
+    commands' one way to process videos); returns their statuses."""
+    align_statuses = _run_stage(align_task, "align", cfg, runner, videos, refresh, progress)
+    if write:
+        write_status_table(align_statuses, cfg.run_dir / "align_status.csv")
     aligned = {(s["subject"], s["video"]): s for s in align_statuses}
     rows, statuses = [], []
-    for r in _rows(cfg):
+    for r in videos:
         a = aligned.get((r["subject"], r["video"]))
         if a is not None and a["status"] in ("skipped", "failed", "interrupted"):
             statuses.append({**a, "stage": "features"})

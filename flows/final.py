@@ -43,24 +43,76 @@ def train_final_flow(config: str, overrides: list[str] | None = None, root: str 
     return finish_run(progress, res, videos=failed_videos(statuses), rerun=rerun)
 
 
+def _prediction_features(ens: Any, manifest: Any, root: Any, cache: str, workers: int | None,
+                         what: str) -> tuple[RunProgress, list[dict[str, Any]]]:
+    """Landmarks and features of the videos to predict, with the benchmark's tasks (grouped by
+    the frame skip each video is read at); returns the run's progress view and the statuses."""
+    from flows.features import video_stages
+    from flows.progress import ScopedProgress
+    from vrme.predict import feature_groups
+
+    groups = feature_groups(ens, manifest, root, cache, workers)
+    scopes = [f"skip {c.dataset.frame_skip}" for c, _ in groups]
+    many = len(groups) > 1
+    stages = ([f"{s} {sc}" for sc in scopes for s in ("align", "features")] if many
+              else ["align", "features"]) + [what]
+    progress = RunProgress(what, stages, title=f"{what} {root}")
+    statuses: list[dict[str, Any]] = []
+    with task_runner(groups[0][0].orchestration) as runner:
+        for (fcfg, rows), scope in zip(groups, scopes):
+            view = ScopedProgress(progress, scope) if many else progress
+            statuses += video_stages(fcfg, runner, rows, False, view)  # type: ignore[arg-type]
+    return progress, statuses
+
+
+def _models(model: list[str], config: str | None) -> Any:
+    from pathlib import Path
+
+    from vrme.config import load_config
+    from vrme.predict import load_models
+
+    return load_models([Path(m) for m in model],
+                       config=load_config(config) if config else None)
+
+
 @flow(name="vrme-predict", flow_run_name="predict {root}", persist_result=False)
 def predict_flow(model: list[str], root: str, out: str = "submission.csv",
-                 cache: str = "data/work/predict", fps: float | None = None) -> dict[str, Any]:
+                 cache: str = "data/work/predict", fps: float | None = None,
+                 decode_mode: str | None = None, decode_set: list[str] | None = None,
+                 config: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """MEGC submission CSV for an unlabelled test folder, with a final model or a run's fold
-    models (scores averaged)."""
-    progress = RunProgress("predict", ["predict"], title=f"predict {root}")
+    models (scores averaged): every video's landmarks and features with the benchmark's tasks,
+    then the models' outputs, decoded (the models' decode section, changed by ``decode_mode``
+    and ``decode.key=value`` items of ``decode_set``)."""
+    from vrme.predict import prediction_decode, scan_videos
+
+    ens = _models(model, config)
+    dec = prediction_decode(ens.cfg, decode_mode, decode_set)
+    manifest, _ = scan_videos(root, ens, fps=fps)
+    progress, statuses = _prediction_features(ens, manifest, root, cache, workers, "predict")
+    if stop_requested():
+        return finish_run(progress, {}, interrupted=True, rerun=f"vrme predict --root {root}")
     progress.start("predict")
-    res = predict_task(model, root, out, cache, fps)
+    res = predict_task(model, root, out, cache, fps, dec.model_dump(mode="json"), config)
     progress.finish("predict", f"{len(res['videos'])} videos, {res['n_intervals']} intervals")
-    return finish_run(progress, res, rerun=f"vrme predict --root {root} --out {out}")
+    return finish_run(progress, res, videos=failed_videos(statuses),
+                      rerun=f"vrme predict --root {root} --out {out}")
 
 
 @flow(name="vrme-spot", flow_run_name="spot {video}", persist_result=False)
 def spot_flow(video: str, model: list[str], plot: str | None = None,
-              cache: str = "data/work/predict", fps: float | None = None) -> dict[str, Any]:
-    """Spot and recognise micro-expressions in one video file or folder of frames."""
-    progress = RunProgress("spot", ["spot"], title=f"spot {video}")
+              cache: str = "data/work/predict", fps: float | None = None,
+              config: str | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Spot and recognise micro-expressions in one video file or folder of frames (its
+    landmarks and features with the benchmark's tasks, then the models)."""
+    from vrme.predict import single_video_manifest
+
+    ens = _models(model, config)
+    manifest, root = single_video_manifest(video, ens, fps)
+    progress, statuses = _prediction_features(ens, manifest, root, cache, workers, "spot")
+    if stop_requested():
+        return finish_run(progress, {}, interrupted=True, rerun=f"vrme spot {video}")
     progress.start("spot")
-    res = spot_task(video, model, cache, plot, fps)
+    res = spot_task(video, model, cache, plot, fps, config)
     progress.finish("spot", f"{len(res['intervals'])} intervals")
-    return finish_run(progress, res, rerun=f"vrme spot {video}")
+    return finish_run(progress, res, videos=failed_videos(statuses), rerun=f"vrme spot {video}")

@@ -197,27 +197,39 @@ def train_final_task(cfg: Config, force: bool = False) -> Any:
 
 @task(name="predict", **TASK_DEFAULTS)
 def predict_task(models: list[str], root: str, out_csv: str, cache_dir: str,
-                 fps: float | None = None) -> dict[str, Any]:
-    """MEGC submission CSV for every video under ``root`` with the given model(s)."""
+                 fps: float | None = None, decode: dict[str, Any] | None = None,
+                 config: str | None = None) -> dict[str, Any]:
+    """MEGC submission CSV for every video under ``root`` with the given model(s), decoded
+    with ``decode`` (a decode section; default the models'). Features are computed first by
+    the align and features tasks; here they are found cached."""
+    from vrme.config import DecodeConfig, load_config
+    from vrme.decode import decode_params
     from vrme.predict import load_models, predict_folder
 
-    ens = load_models([Path(m) for m in models])
-    pred = predict_folder(ens, root, out_csv, cache_dir=cache_dir, fps=fps, workers=1,
+    ens = load_models([Path(m) for m in models], config=load_config(config) if config else None)
+    dec = DecodeConfig.model_validate(decode) if decode else ens.cfg.decode
+    pred = predict_folder(ens, root, out_csv, cache_dir=cache_dir, fps=fps, decode=dec,
                           progress=False)
+    p_used, k_p_used = decode_params(dec, ens.k_p)
     return {"csv": str(out_csv), "n_intervals": int(len(pred.intervals)),
-            "videos": pred.videos.to_dict(orient="records")}
+            "videos": pred.videos.to_dict(orient="records"), "n_models": len(ens.models),
+            "decode": {"mode": dec.mode, "p": p_used, "k_p": k_p_used}}
 
 
 @task(name="spot", **TASK_DEFAULTS)
 def spot_task(video: str, models: list[str], cache_dir: str, plot: str | None = None,
-              fps: float | None = None) -> dict[str, Any]:
-    """Spot one video; return its intervals (and write the score plot if asked)."""
+              fps: float | None = None, config: str | None = None) -> dict[str, Any]:
+    """Spot one video; return its intervals, frame rate, skip and k_p (and write the score
+    plot if asked)."""
+    from vrme.config import load_config
     from vrme.io import write_bytes_atomic
     from vrme.predict import load_models, spot_plot_png, spot_video
 
-    ens = load_models([Path(m) for m in models])
-    res = spot_video(video, ens, cache_dir=cache_dir, fps=fps, workers=1, progress=False)
+    ens = load_models([Path(m) for m in models], config=load_config(config) if config else None)
+    res = spot_video(video, ens, cache_dir=cache_dir, fps=fps, progress=False)
     if plot:
-        write_bytes_atomic(plot, spot_plot_png(res))
-    intervals, _ = res
-    return {"intervals": intervals.to_dict(orient="records"), "plot": plot}
+        write_bytes_atomic(plot, spot_plot_png(res, title=f"{Path(video).name}: "
+                                               f"{len(res.intervals)} interval(s)"))
+    return {"intervals": json.loads(res.intervals.to_json(orient="records")), "plot": plot,
+            "fps": res.fps, "frame_skip": res.frame_skip, "k_p": res.k_p,
+            "first_frame": int((res.video or {}).get("first_frame", 0) or 0)}

@@ -25,7 +25,7 @@ def bench_config(root: Path, out: Path, **paper) -> Config:
     return Config.model_validate({
         "dataset": {"name": "tiny", "layout": "casme3", "root": str(root), "fps": 30,
                     "frame_skip": 1},
-        "features": {"k": 16, "workers": 2},
+        "features": {"k": 16},
         "model": {"backbone": "mamba", "fast_channels": 16, "slow_channels": 16, "stages": 2,
                   "blocks_per_stage": 1, "d_state": 4, "drop_path": 0.1},
         "train": {"epochs": 20, "batch_size": 16, "lr": 3e-3, "ratio": 1.0, "seed": 100,

@@ -32,7 +32,7 @@ def make_cfg(root: Path, out: Path, k: int = 20, **features) -> Config:
         {
             "dataset": {"name": "test", "layout": "videos", "fps": 30, "frame_skip": 1,
                         "root": str(root)},
-            "features": {"k": k, "workers": 1, **features},
+            "features": {"k": k, **features},
             "run": {"out": str(out)},
         },
         "test",

@@ -143,9 +143,9 @@ def test_cache_hit_then_recompute_after_flow_parameter_change(me_video):
     a = read_video_features(path).values
     b = read_video_features(st2.path).values
     assert not np.allclose(a, b)
-    # The worker count is not a parameter of the cache.
+    # How many videos run side by side is not a parameter of the cache.
     cfg3 = cfg.model_copy(deep=True)
-    cfg3.features.workers = 2
+    cfg3.orchestration.max_workers = 2
     assert feature_path(cfg3, "s1", "v1") == path
 
 

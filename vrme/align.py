@@ -71,7 +71,6 @@ from vrme.videojobs import (
     index_count,
     library_versions,
     peak_rss_mb,
-    resolve_workers,
     run_jobs,
     window_count,
 )
@@ -605,12 +604,13 @@ def _rows(manifest: pd.DataFrame | list[Mapping[str, Any]]) -> list[dict[str, An
 def run_align(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
               root: str | os.PathLike[str] | None = None, workers: int | None = None,
               progress: bool = True, force: bool = False) -> list[VideoStatus]:
-    """Align every video of ``manifest`` on ``workers`` processes (default
-    ``features.workers``, else the CPU count); cached videos are skipped. A video with no
+    """Align every video of ``manifest`` in this process, one after another (an orchestrator
+    runs videos side by side as tasks); cached videos are skipped. ``workers``: split each
+    video's windows into that many chunks (the numbers do not depend on it). A video with no
     face, or with a bad frame that ``bad_frame`` does not replace, is reported as skipped
     (the reason names the file) and the run goes on."""
     root_p = dataset_root(cfg, root)
-    n_workers = resolve_workers(workers or cfg.features.workers)
-    jobs = [plan_align(cfg, r, root_p, None, n_workers, force) for r in _rows(manifest)]
-    return run_jobs(jobs, align_chunk, n_workers, progress=progress, label="align")
+    chunks = max(1, int(workers or 1))
+    jobs = [plan_align(cfg, r, root_p, None, chunks, force) for r in _rows(manifest)]
+    return run_jobs(jobs, align_chunk, progress=progress, label="align")
 

@@ -221,9 +221,6 @@ class FeatureConfig(_Strict):
         "frame by frame), the frames before it are zero columns (flag 'late'; no face in the "
         "window: all zeros, flag 'none').",
     )
-    workers: int | None = Field(
-        default=None, ge=1, description="Worker processes for features; default = CPU count."
-    )
     bad_frame: Literal["fail", "repeat_previous"] = Field(
         default="repeat_previous",
         description="Bad frame (unreadable, or not the video's size): repeat the previous good "
@@ -727,10 +724,26 @@ def _format_errors(exc: ValidationError, where: str) -> str:
     return f"{where}: " + "; ".join(parts)
 
 
-def config_from_mapping(raw: dict[str, Any], where: str = "<config>") -> Config:
-    """Validate a raw mapping into a :class:`Config`; ``where`` names it in errors."""
+REMOVED_KEYS: dict[tuple[str, str], str] = {
+    ("features", "workers"): "videos run side by side as tasks: set orchestration.max_workers",
+}
+"""Keys earlier versions had, and what replaces them. A config file naming one is refused with
+that advice; a config a run recorded (run.json, model.json) is read without it."""
+
+
+def config_from_mapping(raw: dict[str, Any], where: str = "<config>",
+                        recorded: bool = False) -> Config:
+    """Validate a raw mapping into a :class:`Config`; ``where`` names it in errors.
+    ``recorded``: the mapping is a config an earlier run recorded, whose removed keys
+    (:data:`REMOVED_KEYS`, meaningless now) are dropped."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping, got {type(raw).__name__}")
+    for (section, key), advice in REMOVED_KEYS.items():
+        sec = raw.get(section)
+        if isinstance(sec, dict) and key in sec:
+            if not recorded:
+                raise ConfigError(f"{where}: key '{section}.{key}' was removed ({advice})")
+            raw = {**raw, section: {k: v for k, v in sec.items() if k != key}}
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -73,7 +73,6 @@ from vrme.videojobs import (
     index_count,
     library_versions,
     peak_rss_mb,
-    resolve_workers,
     run_jobs,
     window_count,
 )
@@ -106,9 +105,8 @@ __all__ = [
 
 
 def feature_params(cfg: Config) -> dict[str, Any]:
-    """Everything a video's features depend on besides its frames (``workers`` excluded)."""
+    """Everything a video's features depend on besides its frames."""
     feats = cfg.features.model_dump(mode="json")
-    feats.pop("workers", None)
     return {"align": align_params(cfg), "features": feats,
             "frame_skip": int(cfg.dataset.frame_skip), "format": FEATURES_FORMAT,
             "version": FEATURES_VERSION}
@@ -525,13 +523,15 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
                  root: str | os.PathLike[str] | None = None, workers: int | None = None,
                  progress: bool = True, force: bool = False,
                  align_first: bool = True) -> list[VideoStatus]:
-    """Compute the features of every video of ``manifest`` on ``workers`` processes (default
-    ``features.workers``, else the CPU count). With ``align_first`` the landmark stage runs
+    """Compute the features of every video of ``manifest`` in this process, one after another
+    (an orchestrator runs videos side by side as tasks); ``workers``: split each video's
+    windows into that many chunks (the numbers do not depend on it). With ``align_first`` the
+    landmark stage runs
     first (cached videos cost only a fingerprint). Videos with no face, or with a bad frame
     (unreadable, or of another size) that ``bad_frame`` does not replace, are reported as
     skipped with the reason naming the file; the run goes on."""
     r = dataset_root(cfg, root)
-    n_workers = resolve_workers(workers or cfg.features.workers)
+    n_workers = max(1, int(workers or 1))
     rows = ([dict(x) for x in manifest.to_dict(orient="records")]
             if hasattr(manifest, "to_dict") else [dict(x) for x in manifest])
     skipped: dict[tuple[str, str], VideoStatus] = {}
@@ -555,4 +555,4 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
                                  status=VideoStatus(stage="features", subject=key[0],
                                                     video=key[1], status="skipped",
                                                     reason=str(exc))))
-    return run_jobs(jobs, feature_chunk, n_workers, progress=progress, label="features")
+    return run_jobs(jobs, feature_chunk, progress=progress, label="features")

@@ -116,7 +116,8 @@ def _config_for(folder: Path, given: Config | None) -> Config | None:
         return given
     info = read_model_info(folder)
     if info and "config" in info:
-        return config_from_mapping(dict(info["config"]), str(folder / "model.json"))
+        return config_from_mapping(dict(info["config"]), str(folder / "model.json"),
+                                   recorded=True)
     for run in (folder, folder.parent.parent):
         if (run / RUN_INFO_FILE).is_file():
             return run_config(run)
@@ -370,8 +371,8 @@ def feature_config(ens_cfg: Config, frame_skip: int, root: str | os.PathLike[str
                                                  "root": Path(root), "frame_skip": int(frame_skip),
                                                  "label_files": []})
     cfg.run = cfg.run.model_copy(update={"out": Path(cache_dir).absolute()})
-    if workers:
-        cfg.features = cfg.features.model_copy(update={"workers": int(workers)})
+    if workers:  # videos side by side (the task runner's workers)
+        cfg.orchestration = cfg.orchestration.model_copy(update={"max_workers": int(workers)})
     return cfg
 
 
@@ -385,6 +386,23 @@ class Predictions:
     scores: pd.DataFrame
     videos: pd.DataFrame
     k_p: int
+
+
+def feature_groups(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLike[str],
+                   cache_dir: str | os.PathLike[str] = DEFAULT_CACHE,
+                   workers: int | None = None) -> list[tuple[Config, list[dict[str, Any]]]]:
+    """The videos of ``manifest`` grouped by the frame skip they are read at
+    (:func:`frame_skip_for` their fps and the models' training rate), each group with the
+    config that computes its features (:func:`feature_config`); in skip order. An orchestrator
+    computes every group's landmarks and features with the same tasks as a benchmark, then
+    :func:`predict_videos` finds them cached."""
+    rows = manifest.to_dict(orient="records")
+    skips = [frame_skip_for(float(r["fps"]), ens.train_rate) for r in rows]
+    out = []
+    for skip in sorted(set(skips)):
+        fcfg = feature_config(ens.cfg, skip, root, cache_dir, workers)
+        out.append((fcfg, [r for r, s in zip(rows, skips) if s == skip]))
+    return out
 
 
 def predict_videos(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLike[str], *,
@@ -410,20 +428,18 @@ def predict_videos(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLik
     p_used, k_p_used = decode_params(dec, ens.k_p)
     log.info("decoding: mode %s, p=%g, k_p=%d (model's k_p %d)", dec.mode, p_used, k_p_used,
              ens.k_p)
-    rows = manifest.to_dict(orient="records")
-    skips = [frame_skip_for(float(r["fps"]), ens.train_rate) for r in rows]
     info: dict[tuple[str, str], dict[str, Any]] = {}
-    for r, s in zip(rows, skips):
-        info[(str(r["subject"]), str(r["video"]))] = {
-            "subject": str(r["subject"]), "video": str(r["video"]), "fps": float(r["fps"]),
-            "first_frame": int(r["first_frame"]), "frame_skip": s, "status": "pending",
-            "reason": "", "n_intervals": 0, "features": None}
-    for skip in sorted(set(skips)):
-        group = [r for r, s in zip(rows, skips) if s == skip]
-        fcfg = feature_config(ens.cfg, skip, root, cache_dir, workers)
-        log.info("%d video(s) at frame skip %d: features under %s", len(group), skip,
-                 fcfg.out_dir)
-        for st in run_features(fcfg, group, root, workers=workers, progress=progress):
+    groups = feature_groups(ens, manifest, root, cache_dir, workers)
+    for fcfg, group in groups:
+        for r in group:
+            info[(str(r["subject"]), str(r["video"]))] = {
+                "subject": str(r["subject"]), "video": str(r["video"]), "fps": float(r["fps"]),
+                "first_frame": int(r["first_frame"]), "frame_skip": fcfg.dataset.frame_skip,
+                "status": "pending", "reason": "", "n_intervals": 0, "features": None}
+    for fcfg, group in groups:
+        log.info("%d video(s) at frame skip %d: features under %s", len(group),
+                 fcfg.dataset.frame_skip, fcfg.out_dir)
+        for st in run_features(fcfg, group, root, progress=progress):
             rec = info[(st.subject, st.video)]
             if st.status == "skipped":
                 rec.update(status="skipped", reason=st.reason)

@@ -211,7 +211,7 @@ def run_config(run_dir: str | os.PathLike[str]) -> Config:
     """The config a run was made with, from its ``run.json``."""
     info = read_run_info(run_dir)
     raw = dict(info["config"])
-    cfg = config_from_mapping(raw, str(Path(run_dir) / RUN_INFO_FILE))
+    cfg = config_from_mapping(raw, str(Path(run_dir) / RUN_INFO_FILE), recorded=True)
     return cfg
 
 

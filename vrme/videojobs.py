@@ -4,21 +4,20 @@
 - :class:`IndexReader`: frames by *index* (after frame skipping), with the bad-frame policy.
 - :func:`frames_fingerprint`, :func:`library_versions`: what a cache entry records.
 - :func:`window_count`, :func:`chunk_windows`: window arithmetic and work splitting.
-- :func:`run_jobs`: runs the chunks of many videos on a process pool with a progress bar and
-  hands each video's chunk results, in order, to its finishing function in the parent.
+- :func:`run_jobs`: runs the chunks of videos in this process with a progress bar and hands
+  each video's chunk results, in order, to its finishing function. Videos run side by side only
+  as tasks of the orchestrator's task runner (one way to run in parallel, with its caching and
+  failure handling).
 
-A video's windows are split into chunks of consecutive windows so that one long video can use
-every core; every window depends only on its own frames and its landmarks, so the numbers do not
-depend on how the work was split.
+A video's windows are split into chunks of consecutive windows; every window depends only on
+its own frames and its landmarks, so the numbers do not depend on how the work was split.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
 import platform
 import time
@@ -253,18 +252,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def resolve_workers(workers: int | None) -> int:
-    """Worker processes: ``workers`` if given, else the CPU count."""
-    return max(1, int(workers) if workers else (os.cpu_count() or 1))
-
-
-def init_worker() -> None:
-    """Process-pool initializer: one OpenCV thread per process (parallelism is by process)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 # -- running many videos --------------------------------------------------------------------
 
 
@@ -285,95 +272,44 @@ class VideoJob:
     stage: str = ""
 
 
-def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any], workers: int,
+def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any],
              progress: bool = True, label: str = "videos") -> list[VideoStatus]:
-    """Run every job's chunks (``work(*chunk)``) on ``workers`` processes; return statuses in
-    job order.
+    """Run every job's chunks (``work(*chunk)``) in this process, one after another; return
+    statuses in job order. Videos run side by side only through the orchestrator's task
+    runner (one task per video or batch, :mod:`tasks.pipeline`): there is one way to run them
+    in parallel, with its caching and failure handling.
 
     A chunk or finish that raises one of its job's ``skip_errors`` marks that video skipped
     (with the error as reason) and the run goes on; any other error stops the run.
     """
+    import cv2
+
     t0 = time.perf_counter()
     results: list[VideoStatus | None] = [j.status for j in jobs]
-    pending = {i: [None] * len(j.chunks) for i, j in enumerate(jobs) if j.status is None}
-    remaining = {i: len(j.chunks) for i, j in enumerate(jobs) if j.status is None}
     total_frames = sum(sum(j.frames) for j in jobs if j.status is None)
     bar = _Progress(progress and total_frames > 0, label, len(jobs), total_frames)
     bar.videos_done(sum(r is not None for r in results))
-
-    def skipped(i: int, exc: BaseException) -> VideoStatus:
-        j = jobs[i]
-        log.warning("%s/%s skipped: %s", j.subject, j.video, exc)
-        return VideoStatus(stage=j.stage, subject=j.subject, video=j.video, status="skipped",
-                           reason=str(exc), seconds=time.perf_counter() - t0)
-
-    def finished(i: int) -> None:
-        j = jobs[i]
-        try:
-            assert j.finish is not None
-            results[i] = j.finish(pending.pop(i))
-        except j.skip_errors as exc:
-            results[i] = skipped(i, exc)
-        bar.videos_done(sum(r is not None for r in results))
-
-    # Jobs with no chunk (e.g. a video shorter than one window) finish at once.
-    for i in [i for i, n in remaining.items() if n == 0]:
-        del remaining[i]
-        finished(i)
-
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # parallelism is by task, one OpenCV thread each
     try:
-        if workers <= 1 or sum(remaining.values()) <= 1:  # a pool would only add start-up
-            import cv2
-
-            threads = cv2.getNumThreads()
-            cv2.setNumThreads(1)
+        for i, j in enumerate(jobs):
+            if j.status is not None:
+                continue
             try:
-                for i in list(remaining):
-                    j = jobs[i]
-                    try:
-                        for c, args in enumerate(j.chunks):
-                            pending[i][c] = work(*args)
-                            bar.advance(j.frames[c])
-                    except j.skip_errors as exc:
-                        pending.pop(i, None)
-                        results[i] = skipped(i, exc)
-                        bar.videos_done(sum(r is not None for r in results))
-                        continue
-                    finished(i)
-            finally:
-                cv2.setNumThreads(threads)
-        else:
-            # forkserver: safe with the progress bar's (and a caller's) threads, and workers
-            # start from a server that has already imported the heavy modules.
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["numpy", "cv2", "dlib", "vrme.features"])
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                        initializer=init_worker) as pool:
-                futures = {}
-                for i in remaining:
-                    for c, args in enumerate(jobs[i].chunks):
-                        futures[pool.submit(work, *args)] = (i, c)
-                try:
-                    for fut in cf.as_completed(futures):
-                        i, c = futures[fut]
-                        if results[i] is not None:  # video already skipped
-                            continue
-                        try:
-                            pending[i][c] = fut.result()
-                        except jobs[i].skip_errors as exc:
-                            pending.pop(i, None)
-                            results[i] = skipped(i, exc)
-                            bar.videos_done(sum(r is not None for r in results))
-                            continue
-                        bar.advance(jobs[i].frames[c])
-                        remaining[i] -= 1
-                        if remaining[i] == 0:
-                            finished(i)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+                parts = []
+                for c, args in enumerate(j.chunks):
+                    parts.append(work(*args))
+                    bar.advance(j.frames[c])
+                assert j.finish is not None
+                results[i] = j.finish(parts)
+            except j.skip_errors as exc:
+                log.warning("%s/%s skipped: %s", j.subject, j.video, exc)
+                results[i] = VideoStatus(stage=j.stage, subject=j.subject, video=j.video,
+                                         status="skipped", reason=str(exc),
+                                         seconds=time.perf_counter() - t0)
+            bar.videos_done(sum(r is not None for r in results))
     finally:
+        cv2.setNumThreads(threads)
         bar.close()
     return [r for r in results if r is not None]
 

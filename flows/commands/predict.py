@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -74,6 +74,30 @@ def check_inputs(models: list[Path], cache: Path, *, root: Path | None = None,
         check_writable_folder(out.absolute().parent, f"folder of {out}")
 
 
+def run_prediction_flow(flow_name: str, params: dict[str, Any], title: str) -> Any:
+    """Run ``vrme-predict`` or ``vrme-spot`` as a run of deployment ``<flow>/cli`` in a child
+    process (:func:`flows.launch.launch`), like every other flow of the CLI; a user error
+    inside it exits 2 with its one line, Ctrl-C stops it."""
+    import sys
+
+    from rich.console import Console
+
+    from flows.launch import launch
+
+    res = launch(flow_name, params, deployment="cli", run_title=title, tags=["vrme"],
+                 title=title)
+    if res.status == "error":
+        Console(stderr=True).print(f"[bold red]error:[/] {res.message}", markup=True,
+                                   highlight=False, soft_wrap=True)
+        sys.exit(res.exit_code)
+    if res.status == "interrupted":
+        Console(stderr=True).print("[bold yellow]interrupted:[/] nothing is half-written; run "
+                                   "the command again to resume (computed features are "
+                                   "reused)", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(130)
+    return res
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``predict`` command to ``app``."""
 
@@ -104,24 +128,34 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from vrme.decode import decode_params
-        from vrme.predict import load_models, predict_folder, prediction_decode
+        from vrme.predict import load_models, prediction_decode
 
         check_inputs(model, cache, root=root, outputs=(out,))  # before any model loads
         setup_logging()
         cfg = load(config, None, dataset=False) if config is not None else None
-        ens = load_models(model, config=cfg)
-        dec = prediction_decode(ens.cfg, decode_mode, set_)
-        pred = predict_folder(ens, root, out, cache_dir=cache, fps=fps, decode=dec,
-                              workers=workers)
-        p_used, k_p_used = decode_params(dec, ens.k_p)
-        t = Table(title=f"{len(pred.videos)} video(s), {len(ens.models)} model(s); decode "
-                  f"{dec.mode}, p {p_used:g}, k_p {k_p_used}")
+        # the decoding options are checked against the models' config before anything starts
+        prediction_decode(load_models(model, config=cfg).cfg, decode_mode, set_)
+        res = run_prediction_flow("vrme-predict", {
+            "model": [str(m.absolute()) for m in model], "root": str(root.absolute()),
+            "out": str(out.absolute()), "cache": str(cache.absolute()), "fps": fps,
+            "decode_mode": decode_mode, "decode_set": list(set_ or []),
+            "config": str(config.absolute()) if config else None, "workers": workers},
+            f"predict {root}")
+        summary = res.outcome.get("summary") or {}
+        dec = summary.get("decode") or {}
+        t = Table(title=f"{len(summary.get('videos', []))} video(s), "
+                  f"{summary.get('n_models')} model(s); decode {dec.get('mode')}, "
+                  f"p {dec.get('p', 0):g}, k_p {dec.get('k_p')}")
         for col in ("subject", "video", "fps", "skip", "status", "intervals"):
             t.add_column(col, justify="right" if col in ("fps", "skip", "intervals") else "left")
-        for r in pred.videos.itertuples(index=False):
-            t.add_row(r.subject, r.video, f"{r.fps:g}", str(r.frame_skip),
-                      r.status if r.status == "ok" else f"{r.status}: {r.reason}",
-                      str(r.n_intervals))
+        for r in summary.get("videos", []):
+            t.add_row(str(r["subject"]), str(r["video"]), f"{float(r['fps']):g}",
+                      str(r["frame_skip"]),
+                      r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
+                      str(r["n_intervals"]))
         Console(stderr=True).print(t)
+        if res.status != "completed":
+            Console(stderr=True).print(f"[bold red]predict failed:[/] {res.message}",
+                                       highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
         typer.echo(str(out))

@@ -39,32 +39,38 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from vrme.io import write_bytes_atomic
-        from vrme.predict import load_models, spot_plot_png, spot_video
+        from flows.commands.predict import run_prediction_flow
 
         check_inputs(model, cache, video=video, outputs=(plot,))  # before any model loads
         setup_logging()
-        cfg = load(config, None, dataset=False) if config is not None else None
-        ens = load_models(model, config=cfg)
-        res = spot_video(video, ens, cache_dir=cache, fps=fps, workers=workers)
-        iv = res.intervals
-        if plot is not None:
-            write_bytes_atomic(plot, spot_plot_png(res, title=f"{video.name}: "
-                                                   f"{len(iv)} interval(s)"))
+        if config is not None:
+            load(config, None, dataset=False)
+        res = run_prediction_flow("vrme-spot", {
+            "video": str(video.absolute()), "model": [str(m.absolute()) for m in model],
+            "plot": str(plot.absolute()) if plot else None, "cache": str(cache.absolute()),
+            "fps": fps, "config": str(config.absolute()) if config else None,
+            "workers": workers}, f"spot {video}")
+        if res.status != "completed":
+            Console(stderr=True).print(f"[bold red]spot failed:[/] {res.message}",
+                                       highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        out = res.outcome.get("summary") or {}
+        iv = out.get("intervals") or []
         if as_json:
-            typer.echo(json.dumps(iv[["onset", "apex", "offset", "emotion", "score"]]
-                                  .to_dict(orient="records")))
+            typer.echo(json.dumps([{k: r[k] for k in ("onset", "apex", "offset", "emotion",
+                                                      "score")} for r in iv]))
             return
-        t = Table(title=f"{video.name}: {len(iv)} micro-expression(s) ({res.fps:g} fps, "
-                        f"frame skip {res.frame_skip}, k_p {res.k_p})")
+        fps_used = float(out["fps"])
+        t = Table(title=f"{video.name}: {len(iv)} micro-expression(s) ({fps_used:g} fps, "
+                        f"frame skip {out['frame_skip']}, k_p {out['k_p']})")
         for col in ("onset", "apex", "offset", "time (s)", "emotion", "score"):
             t.add_column(col, justify="left" if col == "emotion" else "right")
-        first = int(res.video.get("first_frame", 0) or 0) if res.video else 0
-        for r in iv.itertuples(index=False):
-            start = (r.onset - first) / res.fps
-            end = (r.offset - first + 1) / res.fps
-            t.add_row(str(r.onset), str(r.apex), str(r.offset), f"{start:.2f}-{end:.2f}",
-                      r.emotion, f"{r.score:.3f}")
+        first = int(out.get("first_frame") or 0)
+        for r in iv:
+            start = (r["onset"] - first) / fps_used
+            end = (r["offset"] - first + 1) / fps_used
+            t.add_row(str(r["onset"]), str(r["apex"]), str(r["offset"]),
+                      f"{start:.2f}-{end:.2f}", str(r["emotion"]), f"{r['score']:.3f}")
         Console().print(t)
         if plot is not None:
             Console(stderr=True).print(f"plot: {plot}")
