@@ -106,3 +106,60 @@ def tiny_samm(tmp_path: Path) -> Path:
     for f in ["SAMM_LongVideos_V3_Release.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"]:
         shutil.copy(FIXTURES / "labels" / f, root / f)
     return root
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def real_prefect_server(home: Path, ui: bool = False):
+    """A real ``prefect server start`` (its own SQLite database in ``home``) on a free loopback
+    port, as a researcher starts it: a context manager yielding (api_url, environment for
+    clients). ``ui``: serve the UI too (its API address set to this port)."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    @contextlib.contextmanager
+    def run():
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   PREFECT_LOGGING_EXTRA_LOGGERS="vrme")
+        env.update(PREFECT_UI_API_URL=url) if ui else env.update(PREFECT_UI_ENABLED="false")
+        log = open(home / "server.log", "w")
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start",
+                                 "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"prefect server did not start: "
+                                   f"{(home / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        try:
+            yield url, {**env, "PREFECT_API_URL": url}
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+            log.close()
+
+    return run()

@@ -9,61 +9,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT, tiny_config_text
+from tests.conftest import PROJECT, real_prefect_server, tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
     """A real Prefect server with its own SQLite database; yields (api_url, env)."""
-    home = tmp_path_factory.mktemp("prefect-server-home")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_LOGGING_EXTRA_LOGGERS="vrme", PREFECT_UI_ENABLED="false")
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()}")
-        time.sleep(0.5)
-    client_env = {**env, "PREFECT_API_URL": url}
-    yield url, client_env
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    with real_prefect_server(tmp_path_factory.mktemp("prefect-server-home")) as server:
+        yield server
 
 
 def client_for(url: str):

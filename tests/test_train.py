@@ -173,7 +173,7 @@ def test_configs_a_b_a_reuse_training_and_give_each_its_own_numbers(dataset, tmp
     assert os.path.samefile(models / "01" / "model.pt", fold_dir / "model.pt")
     second = _fold(b, dataset, fold_dir, models)
     assert second.how == "decoded"
-    alone = train_fold(b, "01", dataset.manifest_path, dataset.labels_path,
+    train_fold(b, "01", dataset.manifest_path, dataset.labels_path,
                        dataset.features_dir, tmp_path / "alone", progress=False)
     assert (fold_dir / "intervals.csv").read_text() == (tmp_path / "alone" /
                                                         "intervals.csv").read_text()

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT, tiny_config_text
+from tests.conftest import PROJECT, real_prefect_server, tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -29,46 +26,11 @@ CHROMIUM = os.environ.get("VRME_CHROMIUM") or shutil.which("chromium") or shutil
     "chromium-browser")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory):
     """``prefect server start`` with the UI on a free port; yields (ui_url, api_url, env)."""
-    home = tmp_path_factory.mktemp("ui-home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_UI_API_URL=api)
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError((home / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", api, {**env, "PREFECT_API_URL": api}
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    with real_prefect_server(tmp_path_factory.mktemp("ui-home"), ui=True) as (api, env):
+        yield api[:-len("/api")], api, env
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "

@@ -49,8 +49,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     ensure_folder(target.parent)
-    tmp = target.with_name(
-        f"{target.name}{TMP_MARK}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}")
+    tmp = _temporary_name(target)
     try:
         yield tmp
         if not tmp.exists():
@@ -81,6 +80,30 @@ def _injected_disk_full(target: Path, tmp: Path) -> None:
     pattern = os.environ.get(FAULT_DISK_FULL_ENV)
     if pattern and fnmatch.fnmatch(target.name, pattern):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+
+def _temporary_name(target: Path) -> Path:
+    """``<target>.tmp-<pid>-<host>-<random>``: what :func:`remove_stale_temporaries` knows."""
+    return target.with_name(
+        f"{target.name}{TMP_MARK}{os.getpid()}-{_host_tag()}-{secrets.token_hex(4)}")
+
+
+def link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Make ``dst`` the same file as ``src``: a hard link, put in place atomically (``dst``
+    replaced), or an atomic copy where a link is impossible (another file system). A later
+    atomic rewrite of ``src`` leaves ``dst`` with the old content, as a copy would."""
+    src, dst = Path(src), Path(dst)
+    ensure_folder(dst.parent)
+    if dst.exists() and os.path.samefile(src, dst):
+        return dst
+    tmp = _temporary_name(dst)
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        _unlink_quietly(tmp)
+        write_bytes_atomic(dst, src.read_bytes())
+    return dst
 
 
 def ensure_folder(folder: str | os.PathLike[str]) -> Path:

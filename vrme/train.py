@@ -56,8 +56,8 @@ from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_h
 from vrme.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
 from vrme.errors import DataError
 from vrme.interrupt import check as check_interrupt
-from vrme.io import (ensure_folder, read_parquet_metadata, write_bytes_atomic, write_json_atomic,
-                     write_parquet_atomic, write_text_atomic)
+from vrme.io import (ensure_folder, link_or_copy, read_parquet_metadata, write_bytes_atomic,
+                     write_json_atomic, write_parquet_atomic, write_text_atomic)
 from vrme.priors import Priors, estimate_priors
 from vrme.schema import read_labels, read_manifest, read_video_features, VideoFeatures
 from vrme.windows import (
@@ -718,21 +718,6 @@ def _train_and_score(cfg: Config, plan: FoldPlan, trained_dir: Path, *, progress
     return record
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Make ``dst`` the same file as ``src``: a hard link (atomically replacing ``dst``), or a
-    copy where links are not possible."""
-    if dst.exists() and os.path.samefile(src, dst):
-        return
-    tmp = dst.with_name(f"{dst.name}.link-{os.getpid()}")
-    try:
-        tmp.unlink(missing_ok=True)
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        write_bytes_atomic(dst, src.read_bytes())
-
-
 def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLike[str],
                labels: pd.DataFrame | str | os.PathLike[str],
                features_dir: str | os.PathLike[str], fold_dir: str | os.PathLike[str],
@@ -775,7 +760,7 @@ def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLik
                  "decoding again", fold, trained_dir)
     if trained_dir != fold_dir:
         for name in TRAINED_FILES:
-            _link_or_copy(trained_dir / name, fold_dir / name)
+            link_or_copy(trained_dir / name, fold_dir / name)
 
     priors = plan.priors
     priors.save(fold_dir / "priors.json")

@@ -18,7 +18,6 @@ pooled.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -43,22 +42,6 @@ def dataset_of(subject: str, datasets: list[str]) -> str | None:
     return best
 
 
-def _link(src: Path, dst: Path) -> None:
-    from vrme.io import ensure_folder, write_bytes_atomic
-
-    ensure_folder(dst.parent)
-    if dst.exists() and os.path.samefile(src, dst):
-        return
-    tmp = dst.with_name(f"{dst.name}.link-{os.getpid()}")
-    try:
-        tmp.unlink(missing_ok=True)
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        write_bytes_atomic(dst, src.read_bytes())
-
-
 def write_union(cfg: Config, keep: set[tuple[str, str, str]] | None = None
                 ) -> tuple[Path, Path, Path]:
     """Write the union's manifest, labels and feature links from its datasets' ingested
@@ -66,6 +49,7 @@ def write_union(cfg: Config, keep: set[tuple[str, str, str]] | None = None
     (dataset, subject, video) whose features exist (default: every video with a feature
     file)."""
     from vrme.features import feature_path, features_dir
+    from vrme.io import link_or_copy
     from vrme.schema import (LABELS_SCHEMA, MANIFEST_SCHEMA, read_labels, read_manifest,
                              write_table)
 
@@ -87,7 +71,7 @@ def write_union(cfg: Config, keep: set[tuple[str, str, str]] | None = None
             if not wanted:
                 continue
             new = union_subject(name, str(r["subject"]))
-            _link(src, out_feats / new / f"{r['video']}.parquet")
+            link_or_copy(src, out_feats / new / f"{r['video']}.parquet")
             rows.append({**r, "subject": new})
         manifests.append(pd.DataFrame(rows, columns=m.columns))
         lab = lab.assign(subject=[union_subject(name, str(s)) for s in lab["subject"]],
