@@ -329,7 +329,9 @@ def describe_stages(stages: dict[str, Any]) -> str:
     parts = []
     for name, st in stages.items():
         status = st.get("status", "")
-        if st.get("total") and status != "done":
+        if status in ("stopped", "failed") and st.get("note"):
+            parts.append(f"{name} {status} ({st['note']})")
+        elif st.get("total") and status != "done":
             parts.append(f"{name} {st.get('done', 0)}/{st['total']} {st.get('unit', '')}".rstrip())
         else:
             parts.append(f"{name} {status}")
