@@ -3,7 +3,7 @@
     python benchmarks/features.py [--seconds 60] [--k 50] [--data DIR] [--repeat 3]
                                   [--workers N]
 
-Generates (once, into ``--data``) a synthetic CAS(ME)^3-layout video with ``vrme.synth``, aligns
+Generates (once, into ``--data``) a synthetic CAS(ME)^3-layout video with ``vrme.synth.generate``, aligns
 it once, then measures in this process, interleaved round by round (``--repeat`` rounds; medians
 and the per-round ratios are printed, so that a machine whose speed drifts still compares like
 with like):
@@ -42,7 +42,7 @@ sys.path.insert(0, str(PROJECT))
 
 def _row(data: Path) -> dict[str, Any]:
     """Manifest row of the generated video (no ingest step needed)."""
-    from vrme.frames import list_frames
+    from vrme.data.frames import list_frames
 
     folder = data / "data" / "spNO.1" / "a" / "color"
     lst = list_frames(folder)
@@ -74,9 +74,9 @@ def generate(data: Path, seconds: float) -> None:
     if (data / "synth_spec.json").is_file():
         return
     try:
-        from vrme.synth import SynthSpec, generate_dataset
+        from vrme.synth.generate import SynthSpec, generate_dataset
     except ImportError as exc:  # pragma: no cover - depends on the checkout
-        raise SystemExit(f"vrme.synth is needed to generate the benchmark video: {exc}")
+        raise SystemExit(f"vrme.synth.generate is needed to generate the benchmark video: {exc}")
     spec = SynthSpec(layout="casme3", subjects=1, videos=1, seconds=seconds, width=640,
                      height=480, mes_per_video=max(1, int(seconds // 15)),
                      macros_per_video=1, seed=0, workers=1)
@@ -88,7 +88,7 @@ def generate(data: Path, seconds: float) -> None:
 
 def align(data: Path, out: Path, k: int) -> dict[str, Any]:
     """Align the video (once; both feature paths share the landmarks)."""
-    from vrme.align import MODEL_LOAD_SECONDS, load_models, predictor_file, run_align
+    from vrme.features.align import MODEL_LOAD_SECONDS, load_models, predictor_file, run_align
 
     cfg = _config(data, out, k)
     path = str(predictor_file(cfg.align))
@@ -104,7 +104,7 @@ def features(data: Path, out: Path, k: int, impl: str) -> dict[str, Any]:
     """The feature stage of the video in this process (recomputed), CPU-timed."""
     import numpy as np
 
-    from vrme.features import feature_chunk, plan_features
+    from vrme.features.flow import feature_chunk, plan_features
 
     cfg = _config(data, out, k, impl)
     c = time.process_time()
@@ -123,10 +123,10 @@ def floor(data: Path, out: Path, k: int) -> dict[str, Any]:
     import cv2
     import numpy as np
 
-    from vrme.align import landmarks_path, read_landmarks
-    from vrme.features import FlowParams
-    from vrme.frames import FrameSource
-    from vrme.rois import roi_layout
+    from vrme.features.align import landmarks_path, read_landmarks
+    from vrme.features.flow import FlowParams
+    from vrme.data.frames import FrameSource
+    from vrme.features.rois import roi_layout
 
     cfg = _config(data, out, k)
     row = _row(data)
@@ -162,8 +162,8 @@ def _one_copy(args: tuple[str, str, int]) -> float:
 
     cv2.setNumThreads(1)
     data, out, k = Path(args[0]), Path(args[1]), args[2]
-    from vrme.align import run_align
-    from vrme.features import run_features
+    from vrme.features.align import run_align
+    from vrme.features.flow import run_features
 
     cfg = _config(data, out, k)
     run_align(cfg, [_row(data)], workers=1, progress=False)

@@ -5,7 +5,7 @@ leave-one-subject-out fold) on this machine, on N workers, and on a GPU when the
 
 Measured here, when the script runs:
 
-* per-frame feature cost: a short video is generated (``vrme.synth``) in each dataset's layout,
+* per-frame feature cost: a short video is generated (``vrme.synth.generate``) in each dataset's layout,
   resolution and frame rate, ingested, aligned and featurised with one worker; the CPU time
   per processed frame (after ``dataset.frame_skip``) is the figure, the one-time landmark-model
   load per worker process apart;
@@ -131,10 +131,10 @@ class Measured:
 
 def measure_features(ds: DatasetSize, seconds: float, work: Path) -> dict[str, float]:
     """Align + features of a generated video in ``ds``'s layout, resolution and frame rate."""
-    from vrme.align import load_models, predictor_file, run_align
-    from vrme.features import run_features
-    from vrme.ingest import ingest
-    from vrme.synth import SynthSpec, generate_dataset
+    from vrme.features.align import load_models, predictor_file, run_align
+    from vrme.features.flow import run_features
+    from vrme.data.ingest import ingest
+    from vrme.synth.generate import SynthSpec, generate_dataset
 
     layout = "samm-lv" if ds.key == "samm" else "casme3"
     root, out = work / f"{ds.key}-data", work / f"{ds.key}-out"

@@ -28,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vrme.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, read_strs_csv  # noqa: E402
+from vrme.metrics.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, read_strs_csv  # noqa: E402
 
 EMOTIONS = np.array(["negative", "positive", "surprise", "others"])
 

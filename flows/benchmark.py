@@ -30,7 +30,7 @@ from flows.train import flow_run_name, train_step
 from tasks.common import task_runner
 from vrme.config import Config
 from vrme.interrupt import stop_requested
-from vrme.report import STAGES_FILE
+from vrme.report.build import STAGES_FILE
 from vrme.schema import MANIFEST_SCHEMA, read_manifest, write_table
 
 log = logging.getLogger("vrme.flows")
@@ -51,7 +51,7 @@ def write_run_manifest(cfg: Config, statuses: list[dict[str, Any]]) -> str:
 def data_step(cfg: Config, runner: Any, refresh: bool, progress: RunProgress
               ) -> tuple[list[dict[str, Any]], str, str]:
     """Ingest, align and features (per dataset for a multi-dataset config, then their union,
-    :mod:`vrme.union`) inside the calling flow; returns (per-video statuses, the manifest of
+    :mod:`vrme.data.union`) inside the calling flow; returns (per-video statuses, the manifest of
     the videos with features, the labels)."""
     from flows.features import write_status_table
     from flows.progress import ScopedProgress
@@ -60,7 +60,7 @@ def data_step(cfg: Config, runner: Any, refresh: bool, progress: RunProgress
         labels = ingest_step(cfg, refresh, progress)["files"]["labels"]
         statuses = features_step(cfg, runner, refresh, progress)
         return statuses, write_run_manifest(cfg, statuses), labels
-    from vrme.union import union_subject, write_union
+    from vrme.data.union import union_subject, write_union
 
     statuses: list[dict[str, Any]] = []
     for part in cfg.parts():
@@ -82,7 +82,7 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
     """The benchmark's stages inside the calling flow (see the module docstring); returns the
     flow's final state. ``params`` are the flow's parameters (for the rerun commands)."""
     from vrme.io import clean_work_folder, ensure_folder
-    from vrme.report import write_run_info
+    from vrme.report.build import write_run_info
 
     p = params or {"config": cfg.source}
     rerun = cli_command("run", p.get("config"), p.get("overrides"), p.get("root"), p.get("out"))

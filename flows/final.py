@@ -49,7 +49,7 @@ def _prediction_features(ens: Any, manifest: Any, root: Any, cache: str, workers
     the frame skip each video is read at); returns the run's progress view and the statuses."""
     from flows.features import video_stages
     from flows.progress import ScopedProgress
-    from vrme.predict import feature_groups
+    from vrme.inference.predict import feature_groups
 
     groups = feature_groups(ens, manifest, root, cache, workers)
     scopes = [f"skip {c.dataset.frame_skip}" for c, _ in groups]
@@ -69,7 +69,7 @@ def _models(model: list[str], config: str | None) -> Any:
     from pathlib import Path
 
     from vrme.config import load_config
-    from vrme.predict import load_models
+    from vrme.inference.predict import load_models
 
     return load_models([Path(m) for m in model],
                        config=load_config(config) if config else None)
@@ -84,7 +84,7 @@ def predict_flow(model: list[str], root: str, out: str = "submission.csv",
     models (scores averaged): every video's landmarks and features with the benchmark's tasks,
     then the models' outputs, decoded (the models' decode section, changed by ``decode_mode``
     and ``decode.key=value`` items of ``decode_set``)."""
-    from vrme.predict import prediction_decode, scan_videos
+    from vrme.inference.predict import prediction_decode, scan_videos
 
     ens = _models(model, config)
     dec = prediction_decode(ens.cfg, decode_mode, decode_set)
@@ -105,7 +105,7 @@ def spot_flow(video: str, model: list[str], plot: str | None = None,
               config: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """Spot and recognise micro-expressions in one video file or folder of frames (its
     landmarks and features with the benchmark's tasks, then the models)."""
-    from vrme.predict import single_video_manifest
+    from vrme.inference.predict import single_video_manifest
 
     ens = _models(model, config)
     manifest, root = single_video_manifest(video, ens, fps)

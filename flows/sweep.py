@@ -153,7 +153,7 @@ def write_comparison(folder: Path, rows: list[dict[str, Any]], run_name: str, gr
     import pandas as pd
 
     from vrme.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-    from vrme.plots import metric_bars_png
+    from vrme.report.plots import metric_bars_png
 
     df = pd.DataFrame(rows)
     files = {"csv": write_text_atomic(folder / "sweep.csv", df.to_csv(index=False))}

@@ -22,9 +22,9 @@ from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import train_fold_task
 from vrme.config import Config
-from vrme.features import features_dir as features_dir_of
+from vrme.features.flow import features_dir as features_dir_of
 from vrme.io import clean_work_folder, write_json_atomic
-from vrme.loso import fold_dir_for
+from vrme.training.loso import fold_dir_for
 
 log = logging.getLogger("vrme.flows")
 
@@ -50,7 +50,7 @@ def train_step(cfg: Config, runner: TaskRunner, manifest_path: str, labels_path:
     message of every failed fold, whether a stop request interrupted them). ``force_folds``
     are made again even if their outputs are valid."""
     from vrme.errors import DataError
-    from vrme.loso import loso_subjects
+    from vrme.training.loso import loso_subjects
 
     all_folds = loso_subjects(manifest_path, labels_path)
     which = [str(f) for f in folds] if folds else all_folds

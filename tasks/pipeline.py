@@ -31,7 +31,7 @@ log = logging.getLogger("vrme.tasks")
 def synthesize_task(cfg: Config) -> Any:
     """Generate the config's synthetic dataset into ``dataset.root`` unless the folder already
     holds the one the config describes (its ``synth_spec.json``)."""
-    from vrme.synth import generate_dataset, spec_from_config
+    from vrme.synth.generate import generate_dataset, spec_from_config
 
     root = Path(cfg.dataset.root or "")
     spec = spec_from_config(cfg)
@@ -59,7 +59,7 @@ def synthesize_task(cfg: Config) -> Any:
 def ingest_task(cfg: Config, force: bool = False) -> Any:
     """Read the dataset root into manifest/labels/skipped (unless the ingest record says the
     tables are current); return their paths and a summary."""
-    from vrme.ingest import ingest_if_needed
+    from vrme.data.ingest import ingest_if_needed
 
     rec, was_current = ingest_if_needed(cfg, force=force)
     out = {"files": rec["files"], "summary": rec["summary"]}
@@ -89,7 +89,7 @@ def _statuses(statuses: list[Any], stage: str) -> Any:
 @task(name="align", task_run_name="align {rows[0][subject]}/{rows[0][video]}", **TASK_DEFAULTS)
 def align_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> Any:
     """Landmarks for a batch of manifest rows (videos whose landmarks are valid are reused)."""
-    from vrme.align import run_align
+    from vrme.features.align import run_align
 
     return _statuses(run_align(cfg, rows, workers=1, progress=False, force=force), "align")
 
@@ -98,7 +98,7 @@ def align_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> 
       **TASK_DEFAULTS)
 def features_task(cfg: Config, rows: list[dict[str, Any]], force: bool = False) -> Any:
     """Window features for a batch of manifest rows whose landmarks exist."""
-    from vrme.features import run_features
+    from vrme.features.flow import run_features
 
     return _statuses(run_features(cfg, rows, workers=1, progress=False, force=force,
                                   align_first=False), "features")
@@ -130,8 +130,8 @@ def train_fold_task(cfg: Config, fold: str, manifest_path: str, labels_path: str
                     features_dir: str, run_dir: str, force: bool = False) -> Any:
     """Make one leave-one-subject-out fold (train, or reuse a trained fold with the same
     training settings and inputs, then decode); return its folder and figures."""
-    from vrme.loso import fold_dir_for
-    from vrme.train import models_dir, train_fold
+    from vrme.training.loso import fold_dir_for
+    from vrme.training.train import models_dir, train_fold
 
     inject_fault(cfg, fold, Path(run_dir))
     res = train_fold(cfg, fold, manifest_path, labels_path, features_dir,
@@ -162,7 +162,7 @@ def report_task(cfg: Config, run_dir: str, manifest_path: str, labels_path: str)
     paths, metrics.json's content, the per-fold rows and the markdown text."""
     import pandas as pd
 
-    from vrme.report import build_report
+    from vrme.report.build import build_report
 
     res = build_report(Path(run_dir), cfg, manifest=manifest_path, labels=labels_path)
     per_fold = pd.read_parquet(res.folds_path).to_dict(orient="records")
@@ -187,7 +187,7 @@ def report_task(cfg: Config, run_dir: str, manifest_path: str, labels_path: str)
 @task(name="train-final", **TASK_DEFAULTS)
 def train_final_task(cfg: Config, force: bool = False) -> Any:
     """Train the final model on every subject (unless a valid one exists); return its folder."""
-    from vrme.final import current_final_model, train_final
+    from vrme.training.final import current_final_model, train_final
 
     current = None if force else current_final_model(cfg)
     folder = current or train_final(cfg, progress=False, reuse=False)
@@ -203,8 +203,8 @@ def predict_task(models: list[str], root: str, out_csv: str, cache_dir: str,
     with ``decode`` (a decode section; default the models'). Features are computed first by
     the align and features tasks; here they are found cached."""
     from vrme.config import DecodeConfig, load_config
-    from vrme.decode import decode_params
-    from vrme.predict import load_models, predict_folder
+    from vrme.decoding.decode import decode_params
+    from vrme.inference.predict import load_models, predict_folder
 
     ens = load_models([Path(m) for m in models], config=load_config(config) if config else None)
     dec = DecodeConfig.model_validate(decode) if decode else ens.cfg.decode
@@ -223,7 +223,7 @@ def spot_task(video: str, models: list[str], cache_dir: str, plot: str | None = 
     plot if asked)."""
     from vrme.config import load_config
     from vrme.io import write_bytes_atomic
-    from vrme.predict import load_models, spot_plot_png, spot_video
+    from vrme.inference.predict import load_models, spot_plot_png, spot_video
 
     ens = load_models([Path(m) for m in models], config=load_config(config) if config else None)
     res = spot_video(video, ens, cache_dir=cache_dir, fps=fps, progress=False)

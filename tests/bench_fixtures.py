@@ -46,11 +46,11 @@ class TinyBench:
 
 @pytest.fixture(scope="session")
 def tiny_bench(tmp_path_factory) -> TinyBench:
-    from vrme.features import features_dir, run_features
-    from vrme.ingest import ingest
-    from vrme.loso import run_loso
-    from vrme.report import build_report, write_run_info
-    from vrme.synth import SynthSpec, generate_dataset
+    from vrme.features.flow import features_dir, run_features
+    from vrme.data.ingest import ingest
+    from vrme.training.loso import run_loso
+    from vrme.report.build import build_report, write_run_info
+    from vrme.synth.generate import SynthSpec, generate_dataset
 
     base = tmp_path_factory.mktemp("tiny_bench")
     seconds: dict[str, float] = {}
@@ -83,6 +83,6 @@ def spec_kw() -> dict:
 
 @pytest.fixture(scope="session")
 def final_model(tiny_bench) -> Path:
-    from vrme.final import train_final
+    from vrme.training.final import train_final
 
     return train_final(tiny_bench.cfg, progress=False)

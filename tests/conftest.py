@@ -51,7 +51,7 @@ def tiny_config_text(root: Path, out: Path, extra: str = "", layout: str = "casm
 @pytest.fixture(scope="session")
 def tiny_synth_root(tmp_path_factory) -> Path:
     """Generated once per session: 3 subjects x 1 video x 6 s at 30 fps, 320 x 240."""
-    from vrme.synth import SynthSpec, generate_dataset
+    from vrme.synth.generate import SynthSpec, generate_dataset
 
     root = tmp_path_factory.mktemp("tiny-synth") / "data"
     generate_dataset(SynthSpec(layout="casme3", **TINY_SYNTH), root, progress=False)

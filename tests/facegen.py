@@ -23,7 +23,7 @@ def base_face() -> tuple[np.ndarray, np.ndarray]:
     import dlib
     import skimage.data
 
-    from vrme.align import predictor_file
+    from vrme.features.align import predictor_file
     from vrme.config import AlignConfig
 
     gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)

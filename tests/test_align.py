@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import facegen
-from vrme.align import (
+from vrme.features.align import (
     LANDMARKS_SCHEMA,
     FrameAlignment,
     align_frame,
@@ -138,7 +138,7 @@ def test_video_without_face_is_skipped_and_run_goes_on(tmp_path):
 def test_landmark_model_loads_once_per_process_and_is_shared_by_threads():
     import threading
 
-    from vrme.align import MODEL_LOAD_SECONDS
+    from vrme.features.align import MODEL_LOAD_SECONDS
 
     path = str(predictor_file(AlignConfig()))
     first = load_models(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vrme.config import DecodeConfig, SammTestDecodeConfig
-from vrme.decode import (
+from vrme.decoding.decode import (
     NEUTRAL_CLASS,
     Proposal,
     box_smooth,
@@ -317,7 +317,7 @@ def test_samm_test_mode_votes_with_the_penalty():
 
 def test_decode_mode_and_its_keys_are_in_the_fold_hash(tmp_path):
     from vrme.config import ConfigError, config_from_mapping, load_config
-    from vrme.train import fold_config_hash
+    from vrme.training.train import fold_config_hash
 
     base = load_config("configs/demo.yaml")
     hashes = {fold_config_hash(base)}

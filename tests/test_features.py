@@ -10,15 +10,15 @@ import pytest
 
 from tests import facegen
 from tests.test_align import make_cfg
-from vrme.align import align_video, landmarks_path, read_landmarks
+from vrme.features.align import align_video, landmarks_path, read_landmarks
 from vrme.errors import FrameError, UserError
-from vrme.features import (
+from vrme.features.flow import (
     extract_video_features,
     feature_path,
     run_features,
     window_features,
 )
-from vrme.rois import N_ROWS, ROI_NAMES, roi_layout, top_fraction_mean
+from vrme.features.rois import N_ROWS, ROI_NAMES, roi_layout, top_fraction_mean
 from vrme.schema import features_schema, read_video_features
 
 K = 20
@@ -193,7 +193,7 @@ def test_truncated_jpeg_fails_naming_the_file(tmp_path):
 def test_global_head_shift_is_realigned_and_subtracted():
     import cv2
 
-    from vrme.align import align_frame, load_models, predictor_file
+    from vrme.features.align import align_frame, load_models, predictor_file
     from vrme.config import AlignConfig
 
     frames, _ = facegen.render(K, noise=0.5)
@@ -261,9 +261,9 @@ def _min_channel_corr(a: np.ndarray, b: np.ndarray) -> float:
 def test_fast_farneback_equals_opencv_on_face_regions():
     import cv2
 
-    from vrme.align import align_frame, crop_face, load_models, predictor_file
+    from vrme.features.align import align_frame, crop_face, load_models, predictor_file
     from vrme.config import AlignConfig
-    from vrme.farneback import Farneback
+    from vrme.features.farneback import Farneback
 
     frames, _ = facegen.render(6, me=(1, 5), amplitude=2.5, shift=(0.0, 0.0))
     shifted, _ = facegen.render(3, noise=1.5, shift=(2.5, -1.5), seed=2)
@@ -291,7 +291,7 @@ def test_fast_farneback_equals_opencv_on_face_regions():
 def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
     """The default flow (fast) against the reference-exact one (opencv): every channel
     correlates at 0.9999 or better, and the two are cached apart."""
-    from vrme.synth import SynthSpec, render_video_file
+    from vrme.synth.generate import SynthSpec, render_video_file
 
     root, out = tmp_path / "data", tmp_path / "work"
     spec = SynthSpec(layout="casme3", subjects=1, videos=1, seconds=5, width=320, height=240,
@@ -319,9 +319,9 @@ def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
     """missing_face: reference, on frames without a face at chosen places (real dlib): a
     window whose first frames show no face is compared with its first frame that has one; the
     columns up to that frame are zero; a window with no face at all is zeros."""
-    from vrme.align import align_frame, load_models, predictor_file
+    from vrme.features.align import align_frame, load_models, predictor_file
     from vrme.config import AlignConfig
-    from vrme.frames import read_gray
+    from vrme.data.frames import read_gray
 
     root, out = tmp_path / "data", tmp_path / "work"
     # k = 20: windows start at 0, 10, 20, 30, 40, 50. Window 0 finds its face on frame 2,

@@ -12,8 +12,8 @@ import pytest
 from tests.conftest import write_frames
 from vrme.config import config_from_mapping
 from vrme.errors import FrameError
-from vrme.frames import FrameSource, list_frames
-from vrme.ingest import ingest
+from vrme.data.frames import FrameSource, list_frames
+from vrme.data.ingest import ingest
 
 
 def make_cfg(layout, root, out, **dataset):

@@ -17,9 +17,9 @@ from flows.cli import app
 from tests.conftest import write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS, config_from_mapping
 from vrme.errors import DataError, LabelError
-from vrme.ingest import ingest
-from vrme.layouts.casme3 import read_casme3_labels
-from vrme.layouts.samm_lv import read_samm_labels
+from vrme.data.ingest import ingest
+from vrme.data.layouts.casme3 import read_casme3_labels
+from vrme.data.layouts.samm_lv import read_samm_labels
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, read_labels, read_manifest
 
 

@@ -26,8 +26,8 @@ import pytest
 from tests.conftest import FIXTURES, write_frames
 from vrme.config import config_from_mapping
 from vrme.errors import UserError
-from vrme.ingest import ingest
-from vrme.labels import normalize_header
+from vrme.data.ingest import ingest
+from vrme.data.labels import normalize_header
 
 CASES = 70
 EMOTIONS = ["happy", "disgust", "fear", "anger", "sad", "surprise", "others"]

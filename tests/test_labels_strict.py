@@ -16,9 +16,9 @@ import pytest
 from tests.conftest import FIXTURES, write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS, config_from_mapping
 from vrme.errors import DataError, LabelError
-from vrme.ingest import ingest
-from vrme.layouts.casme3 import read_casme3_labels
-from vrme.layouts.samm_lv import read_samm_labels
+from vrme.data.ingest import ingest
+from vrme.data.layouts.casme3 import read_casme3_labels
+from vrme.data.layouts.samm_lv import read_samm_labels
 
 CASME = DEFAULT_EMOTION_MAPS["casme3"]
 SAMM = DEFAULT_EMOTION_MAPS["samm_lv"]

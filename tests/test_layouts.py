@@ -10,15 +10,15 @@ import textwrap
 
 import pytest
 
-import vrme.layouts as layouts
+import vrme.data.layouts as layouts
 from tests.conftest import write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS, ConfigError, config_from_mapping, load_config
-from vrme.ingest import ingest
-from vrme.synth import SynthError, SynthSpec
+from vrme.data.ingest import ingest
+from vrme.synth.generate import SynthError, SynthSpec
 
 
 def _modules():
-    return [importlib.import_module(f"vrme.layouts.{m.name}")
+    return [importlib.import_module(f"vrme.data.layouts.{m.name}")
             for m in pkgutil.iter_modules(layouts.__path__) if not m.name.startswith("_")]
 
 
@@ -86,7 +86,7 @@ TOY_MODULE = '''
 emotion)."""
 from pathlib import Path
 
-from vrme.layouts import Layout, VideoEntry, register
+from vrme.data.layouts import Layout, VideoEntry, register
 
 
 def scan(root):
@@ -98,7 +98,7 @@ def scan(root):
 def read_labels(paths, ds):
     import pandas as pd
 
-    from vrme.labels import events_frame
+    from vrme.data.labels import events_frame
 
     rows = pd.read_csv(paths[0], dtype=str).to_dict("records")
     return events_frame([dict(subject=r["subject"], subject_dir=r["subject"], video=r["video"],
@@ -146,4 +146,4 @@ def test_a_new_layout_is_one_module_and_one_config(tmp_path, monkeypatch):
         missing = res.skipped[res.skipped["kind"] == "label"].iloc[0]
         assert missing["row"] == 4 and "no folder clips/bob/v2" in missing["reason"]
     finally:
-        sys.modules.pop("vrme.layouts.toy", None)
+        sys.modules.pop("vrme.data.layouts.toy", None)

@@ -11,7 +11,7 @@ import pytest
 
 from vrme.config import Config, DecodeConfig
 from vrme.errors import DataError
-from vrme.loso import (
+from vrme.training.loso import (
     ground_truth_table,
     loso_subjects,
     pool_fold_intervals,
@@ -20,7 +20,7 @@ from vrme.loso import (
     score_intervals,
 )
 from vrme.schema import MANIFEST_SCHEMA, read_labels, read_manifest, write_table
-from vrme.synthetic_features import make_feature_dataset
+from vrme.synth.features import make_feature_dataset
 
 K = 30
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def two_datasets(tmp_path_factory) -> tuple[Path, Path]:
-    from vrme.synth import SynthSpec, generate_dataset
+    from vrme.synth.generate import SynthSpec, generate_dataset
 
     base = tmp_path_factory.mktemp("megc")
     cas = base / "CASME_3"
@@ -46,7 +46,7 @@ def megc_config(folder: Path, cas: Path, samm: Path) -> Path:
 def test_loso_over_the_union_of_two_datasets(prefect_harness, two_datasets, tmp_path):
     from flows.benchmark import benchmark_flow
     from flows.final import predict_flow, train_final_flow
-    from vrme.predict import check_megc_csv
+    from vrme.inference.predict import check_megc_csv
 
     cas, samm = two_datasets
     cfg = megc_config(tmp_path, cas, samm)
@@ -71,7 +71,7 @@ def test_loso_over_the_union_of_two_datasets(prefect_harness, two_datasets, tmp_
     samm_pred = pred[pred["subject"].str.startswith("samm.")]
     assert len(samm_pred) and ((samm_pred["onset"] - 1) % 7 == 0).all()
     # the per-dataset numbers are what vrme strs gives on the dataset's rows alone
-    from vrme.strs import evaluate_strs
+    from vrme.metrics.strs import evaluate_strs
 
     gt = pd.read_csv(work / "runs/megc/report/ground_truth.csv", dtype={"subject": str})
     alone = evaluate_strs(samm_pred.reset_index(drop=True),

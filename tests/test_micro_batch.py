@@ -11,8 +11,8 @@ import torch
 from tests.test_train import K, tiny_cfg
 from vrme.config import Config, ConfigError
 from vrme.model import build_model
-from vrme.priors import Priors
-from vrme.train import TrainingWindows, fit, fold_config_hash
+from vrme.training.priors import Priors
+from vrme.training.train import TrainingWindows, fit, fold_config_hash
 
 
 def _cfg(**train) -> Config:

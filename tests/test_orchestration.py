@@ -163,7 +163,7 @@ def test_video_status_tables_are_written(prefect_harness, tiny_synth_root, tmp_p
 
 def test_final_model_predict_and_spot_flows(prefect_harness, tiny_synth_root, tmp_path):
     from flows.final import predict_flow, spot_flow, train_final_flow
-    from vrme.predict import check_megc_csv
+    from vrme.inference.predict import check_megc_csv
 
     cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
     state = train_final_flow(config=str(cfg), return_state=True)
@@ -213,19 +213,19 @@ def test_configs_a_b_a_each_get_their_own_numbers(prefect_harness, tiny_synth_ro
 
 def test_decode_code_version_redecodes_and_train_version_retrains(
         prefect_harness, tiny_synth_root, tmp_path, monkeypatch):
-    import vrme.decode
-    import vrme.features
-    import vrme.train
+    import vrme.decoding.decode
+    import vrme.features.flow
+    import vrme.training.train
 
     cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
     assert run_benchmark(cfg).is_completed()
-    monkeypatch.setattr(vrme.decode, "DECODE_VERSION", vrme.decode.DECODE_VERSION + 1)
+    monkeypatch.setattr(vrme.decoding.decode, "DECODE_VERSION", vrme.decoding.decode.DECODE_VERSION + 1)
     res = run_benchmark(cfg).result()
     assert res["folds_decoded"] == ["1", "2", "3"] and res["videos"] == {"cached": 3}
-    monkeypatch.setattr(vrme.train, "TRAIN_VERSION", vrme.train.TRAIN_VERSION + 1)
+    monkeypatch.setattr(vrme.training.train, "TRAIN_VERSION", vrme.training.train.TRAIN_VERSION + 1)
     res = run_benchmark(cfg).result()
     assert res["folds_trained"] == ["1", "2", "3"] and res["videos"] == {"cached": 3}
-    monkeypatch.setattr(vrme.features, "FEATURES_VERSION", vrme.features.FEATURES_VERSION + 1)
+    monkeypatch.setattr(vrme.features.flow, "FEATURES_VERSION", vrme.features.flow.FEATURES_VERSION + 1)
     res = run_benchmark(cfg).result()
     assert res["videos"] == {"computed": 3} and res["folds_trained"] == ["1", "2", "3"]
 
@@ -275,7 +275,7 @@ def test_sweep_runs_children_and_a_decode_only_setting_trains_nothing(prefect_ha
     from prefect.client.schemas.filters import FlowRunFilter
 
     from flows.sweep import sweep_flow
-    from vrme.plots import png_size
+    from vrme.report.plots import png_size
 
     cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
     state = sweep_flow(config=str(cfg), grid=["decode.p=0.5,0.6"], control=True,

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vrme.errors import DataError
-from vrme.plots import SCORE_SIZE, png_size
-from vrme.predict import (check_megc_csv, frame_skip_for, guess_fps, megc_table,
+from vrme.report.plots import SCORE_SIZE, png_size
+from vrme.inference.predict import (check_megc_csv, frame_skip_for, guess_fps, megc_table,
                           write_megc_csv)
 
 pytest_plugins = ["tests.bench_fixtures"]
@@ -62,10 +62,10 @@ def test_megc_table_drops_others_and_writes_integers(tmp_path):
 @pytest.mark.slow
 def test_final_model_trains_on_all_subjects_and_loads_like_a_fold(tiny_bench,
                                                                    final_model):
-    from vrme.final import read_model_info, train_final
-    from vrme.priors import duration_prior
+    from vrme.training.final import read_model_info, train_final
+    from vrme.training.priors import duration_prior
     from vrme.schema import read_labels
-    from vrme.train import load_fold_model
+    from vrme.training.train import load_fold_model
 
     info = read_model_info(final_model)
     assert info["kind"] == "final" and info["train_subjects"] == ["1", "2", "3"]
@@ -84,10 +84,10 @@ def test_final_model_trains_on_all_subjects_and_loads_like_a_fold(tiny_bench,
 
 @pytest.mark.slow
 def test_fold_ensemble_averages_its_members(tiny_bench):
-    from vrme.features import feature_path
-    from vrme.predict import load_models
+    from vrme.features.flow import feature_path
+    from vrme.inference.predict import load_models
     from vrme.schema import read_video_features
-    from vrme.train import predict_video
+    from vrme.training.train import predict_video
 
     ens = load_models(tiny_bench.run_dir)
     assert ens.kind == "folds" and len(ens.models) == 3 and ens.k == 16
@@ -103,7 +103,7 @@ def test_fold_ensemble_averages_its_members(tiny_bench):
 def test_vrme_spot_finds_inserted_mes_in_an_unseen_video(tiny_bench, final_model,
                                                          spec_kw, tmp_path):
     from flows.cli import app
-    from vrme.synth import SynthSpec, render_video_file
+    from vrme.synth.generate import SynthSpec, render_video_file
 
     # Subject 4 was not in the training data: a new face position, tilt and lighting.
     spec = SynthSpec(**{**spec_kw, "subjects": 4})
@@ -138,7 +138,7 @@ def test_vrme_spot_finds_inserted_mes_in_an_unseen_video(tiny_bench, final_model
 @pytest.mark.slow
 def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_path):
     from flows.cli import app
-    from vrme.synth import SynthSpec, generate_dataset
+    from vrme.synth.generate import SynthSpec, generate_dataset
 
     root = tmp_path / "megc"
     generate_dataset(SynthSpec(**{**spec_kw, "subjects": 1, "seconds": 5, "seed": 11}),
@@ -180,9 +180,9 @@ def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_pa
 @pytest.mark.slow
 def test_vrme_predict_with_the_samm_test_decode_mode(tiny_bench, tmp_path):
     from flows.cli import app
-    from vrme.predict import load_models, prediction_decode, predict_videos, scan_videos
-    from vrme.synth import SynthSpec, generate_dataset
-    from vrme.train import decode_scores_table
+    from vrme.inference.predict import load_models, prediction_decode, predict_videos, scan_videos
+    from vrme.synth.generate import SynthSpec, generate_dataset
+    from vrme.training.train import decode_scores_table
 
     root = tmp_path / "megc"
     generate_dataset(SynthSpec(layout="samm-lv", subjects=2, videos=1, seconds=3, fps=200,
@@ -231,8 +231,8 @@ def test_predict_and_spot_name_a_video_alike(tmp_path):
     import cv2
 
     from tests.test_align import make_cfg
-    from vrme.features import feature_path
-    from vrme.predict import Ensemble, feature_config, frame_skip_for, scan_videos, \
+    from vrme.features.flow import feature_path
+    from vrme.inference.predict import Ensemble, feature_config, frame_skip_for, scan_videos, \
         single_video_manifest
 
     root = tmp_path / "megc"

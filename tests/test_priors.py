@@ -8,10 +8,10 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from vrme.config import Config, PriorConfig
 from vrme.errors import DataError
-from vrme.priors import Priors, balanced_class_weights, duration_prior, estimate_priors, median_duration
+from vrme.training.priors import Priors, balanced_class_weights, duration_prior, estimate_priors, median_duration
 from vrme.schema import LABELS_SCHEMA, read_labels, write_table
-from vrme.synthetic_features import make_feature_dataset
-from vrme.train import plan_fold
+from vrme.synth.features import make_feature_dataset
+from vrme.training.train import plan_fold
 
 
 def make_cfg(**priors) -> Config:

@@ -34,8 +34,8 @@ from tests import facegen
 from tests.conftest import tiny_config_text
 from tests.test_align import make_cfg
 from vrme.errors import LabelError
-from vrme.features import feature_path, run_features
-from vrme.ingest import ingest
+from vrme.features.flow import feature_path, run_features
+from vrme.data.ingest import ingest
 from vrme.io import WriteError, clean_work_folder, write_bytes_atomic, write_parquet_atomic
 from vrme.schema import read_video_features
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import vrme.strs as strs_mod
+import vrme.metrics.strs as strs_mod
 from flows.cli import app
 from vrme.errors import DataError
-from vrme.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, input_warnings, read_strs_csv
+from vrme.metrics.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, input_warnings, read_strs_csv
 
 FIX = Path(__file__).parent / "fixtures" / "strs"
 SAMPLE = FIX / "official_sample"
@@ -196,7 +196,7 @@ def test_subjects_are_compared_as_written(tmp_path: Path, caplog: pytest.LogCapt
     (tmp_path / "pred.csv").write_text("subject,video,onset,offset,emotion\n001,v1,0,9,negative\n")
     pred, gt = read_strs_csv(tmp_path / "pred.csv"), read_strs_csv(tmp_path / "gt.csv")
     assert pred["subject"].iloc[0] == "001" and gt["subject"].iloc[0] == "1"
-    with caplog.at_level(logging.WARNING, logger="vrme.strs"):
+    with caplog.at_level(logging.WARNING, logger="vrme.metrics.strs"):
         res = evaluate_strs(pred, gt)
     assert res.spot_tp == 0 and res.pred_unscored == 1 and res.gt_unscored == 1
     assert "'001'" in caplog.text and "one style" in caplog.text
@@ -280,7 +280,7 @@ def random_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]
 @pytest.mark.parametrize("variant", ["official", "reference"])
 def test_vectorised_equals_row_by_row_port(variant: str, caplog: pytest.LogCaptureFixture):
     rng = np.random.default_rng(7)
-    caplog.set_level(logging.ERROR, logger="vrme.strs")
+    caplog.set_level(logging.ERROR, logger="vrme.metrics.strs")
     for _ in range(80):
         pred, gt = random_tables(rng)
         emotions = None if rng.random() < 0.5 else ["negative", "positive", "surprise"]
@@ -383,7 +383,7 @@ def test_negative_frames_are_refused_unless_allowed(tmp_path: Path, content, nee
     path.write_text(content)
     with pytest.raises(DataError, match=needle):
         read_strs_csv(path, allow_negative=False)
-    with caplog.at_level("WARNING", logger="vrme.strs"):
+    with caplog.at_level("WARNING", logger="vrme.metrics.strs"):
         df = read_strs_csv(path)  # the library default reads them, as the official evaluator
     assert (df["onset"] < 0).any() and "negative frame number" in caplog.text
 

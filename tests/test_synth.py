@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from vrme.config import DEFAULT_EMOTION_MAPS, ConfigError, config_from_mapping, load_config
 from vrme.schema import read_labels, read_manifest
-from vrme.synth import (
+from vrme.synth.generate import (
     AU_LANDMARKS,
     CASME3_HEADER,
     ME_ACTIONS,
@@ -243,7 +243,7 @@ def test_ground_truth_matches_spreadsheets(casme3, samm):
 
 def test_ingest_reads_the_synthetic_layouts(casme3, samm, tmp_path):
     """vrme's own ingestion reads both layouts back with nothing skipped."""
-    from vrme.ingest import ingest
+    from vrme.data.ingest import ingest
 
     for res, layout in ((casme3, "casme3"), (samm, "samm_lv")):
         cfg = config_from_mapping({
@@ -414,7 +414,7 @@ def test_schedule_keeps_events_apart(source):
 
 def test_short_video_leaves_events_out_with_a_warning(caplog):
     spec = SynthSpec(layout="casme3", seconds=2.0, fps=30, mes_per_video=4, macros_per_video=1)
-    with caplog.at_level("WARNING", logger="vrme.synth"):
+    with caplog.at_level("WARNING", logger="vrme.synth.generate"):
         events = _schedule(np.random.default_rng(0), spec, spec.frames_per_video)
     assert 0 < len(events) < 5 and all(e.type == "micro" for e in events)
     assert "holds only" in caplog.text

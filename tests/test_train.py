@@ -12,10 +12,10 @@ import torch
 
 from vrme.config import Config
 from vrme.errors import DataError
-from vrme.priors import Priors
+from vrme.training.priors import Priors
 from vrme.schema import read_video_features
-from vrme.synthetic_features import make_feature_dataset
-from vrme.train import (
+from vrme.synth.features import make_feature_dataset
+from vrme.training.train import (
     LOGIT_COLUMNS,
     SCORE_COLUMNS,
     fold_config_hash,
@@ -159,7 +159,7 @@ def _fold(cfg, dataset, fold_dir, models):
 def test_configs_a_b_a_reuse_training_and_give_each_its_own_numbers(dataset, tmp_path):
     """Decoding settings change intervals only: A, B, A trains once, decodes each time, and
     every run gets exactly its own config's intervals."""
-    from vrme.train import models_dir as default_models_dir
+    from vrme.training.train import models_dir as default_models_dir
 
     a = tiny_cfg()
     b = a.model_copy(deep=True)
@@ -185,18 +185,18 @@ def test_configs_a_b_a_reuse_training_and_give_each_its_own_numbers(dataset, tmp
 
 
 def test_code_versions_invalidate_exactly_their_outputs(dataset, tmp_path, monkeypatch):
-    import vrme.decode
-    import vrme.train
+    import vrme.decoding.decode
+    import vrme.training.train
 
     cfg = tiny_cfg()
     models = tmp_path / "models"
     fold_dir = tmp_path / "run" / "01"
     assert _fold(cfg, dataset, fold_dir, models).how == "trained"
-    monkeypatch.setattr(vrme.decode, "DECODE_VERSION", vrme.decode.DECODE_VERSION + 1)
+    monkeypatch.setattr(vrme.decoding.decode, "DECODE_VERSION", vrme.decoding.decode.DECODE_VERSION + 1)
     assert _fold(cfg, dataset, fold_dir, models).how == "decoded"  # no training
     assert _fold(cfg, dataset, fold_dir, models).how == "cached"
-    before = vrme.train.train_hash(cfg)
-    monkeypatch.setattr(vrme.train, "TRAIN_VERSION", vrme.train.TRAIN_VERSION + 1)
-    assert vrme.train.train_hash(cfg) != before
+    before = vrme.training.train.train_hash(cfg)
+    monkeypatch.setattr(vrme.training.train, "TRAIN_VERSION", vrme.training.train.TRAIN_VERSION + 1)
+    assert vrme.training.train.train_hash(cfg) != before
     again = _fold(cfg, dataset, fold_dir, models)  # the record names the old training hash
     assert again.how == "trained"

@@ -8,7 +8,7 @@ import pytest
 
 from vrme.errors import DataError, LabelError
 from vrme.schema import VideoFeatures, write_video_features
-from vrme.windows import (
+from vrme.features.windows import (
     NEUTRAL_CLASS,
     VideoRef,
     covered_frames,
@@ -115,7 +115,7 @@ def test_selection_takes_every_me_window_and_a_seeded_sample():
     sel = select_training_windows(refs, events, ratio=2.0, seed=5)
     me = []
     for ref, ws in zip(refs, sel.windows):
-        from vrme.windows import video_targets
+        from vrme.features.windows import video_targets
         sw, _ = video_targets(ref, events[ref.key])
         me.append(set(np.flatnonzero(sw.sum(1) > 0)))
         assert me[-1] <= set(ws)  # every ME window is in

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from vrme import layouts as _layouts
+from vrme.data import layouts as _layouts
 from vrme.errors import UserError
 
 EMOTION_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise", "others")
@@ -209,7 +209,7 @@ class FeatureConfig(_Strict):
     flow_impl: Literal["fast", "opencv"] = Field(
         default="fast",
         description="Farneback implementation: opencv = cv2.calcOpticalFlowFarneback on every "
-        "frame pair, as the reference calls it (its numbers exactly); fast = vrme.farneback, the "
+        "frame pair, as the reference calls it (its numbers exactly); fast = vrme.features.farneback, the "
         "same algorithm with each window's first frame expanded once, compiled with numba (flows "
         "equal to float rounding, about 1e-5 px).",
     )

@@ -42,7 +42,7 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
     - the work folder is a folder (or can be created as one) and is writable
       (:func:`vrme.config.check_work_folder`);
     - the layout's folder and label spreadsheets are there and can be read as meant
-      (:func:`vrme.ingest.check_labels`).
+      (:func:`vrme.data.ingest.check_labels`).
 
     ``dataset=False`` (``predict``/``spot``/``report``, whose config only describes a model)
     checks the config alone."""
@@ -54,7 +54,7 @@ def load(config: Path, overrides: list[str] | None, root: Path | None = None,
         for part in cfg.parts():  # every dataset of a multi-dataset config
             generated = check_dataset_root(part, can_generate=can_generate)
             if not generated:
-                from vrme.ingest import check_labels
+                from vrme.data.ingest import check_labels
 
                 check_labels(part)  # the layout's folder and spreadsheets, read once
     return cfg

@@ -39,8 +39,8 @@ def run_video_stage(stage: str, config: Path, set_: list[str] | None, root: Path
     res = run_config_flow(f"vrme-{stage}", cfg, params, stage)
     summary = res.outcome.get("summary") or {}
     statuses = [s for s in summary.get("statuses", []) if s.get("stage") == stage]
-    from vrme.align import landmarks_dir
-    from vrme.features import features_dir
+    from vrme.features.align import landmarks_dir
+    from vrme.features.flow import features_dir
 
     where = landmarks_dir(cfg) if stage == "align" else features_dir(cfg)
     print_summary(f"{'Landmarks' if stage == 'align' else 'Features'} in {where}", statuses)

@@ -48,13 +48,13 @@ def check_inputs(models: list[Path], cache: Path, *, root: Path | None = None,
     the cache folder is writable, and each output file is not a folder and can be written."""
     from vrme.config import check_writable_folder
     from vrme.errors import DataError
-    from vrme.frames import check_video
+    from vrme.data.frames import check_video
 
     for m in models:
         if not m.exists():
             raise DataError(f"model {m} (--model) not found")
     if root is not None:
-        from vrme.ingest import scan_unlabelled
+        from vrme.data.ingest import scan_unlabelled
 
         if not root.is_dir():
             state = "is not a folder" if root.exists() else "does not exist"
@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from vrme.predict import load_models, prediction_decode
+        from vrme.inference.predict import load_models, prediction_decode
 
         check_inputs(model, cache, root=root, outputs=(out,))  # before any model loads
         setup_logging()

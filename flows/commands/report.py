@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from vrme.report import build_report
+        from vrme.report.build import build_report
 
         setup_logging()
         cfg = load(config, None) if config is not None else None

@@ -17,7 +17,7 @@ from flows.commands._common import friendly_errors
 
 
 class StrsVariant(str, enum.Enum):
-    """Which scoring rules to apply (see vrme.strs)."""
+    """Which scoring rules to apply (see vrme.metrics.strs)."""
 
     official = "official"
     reference = "reference"
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         negative/positive/surprise/others, repeated rows and other likely mistakes are warned
         about on stderr.
         """
-        from vrme.strs import csv_line_of, evaluate_strs, input_warnings, read_strs_csv
+        from vrme.metrics.strs import csv_line_of, evaluate_strs, input_warnings, read_strs_csv
 
         wanted = _parse_emotions(emotions)
         with _logs_to_stderr():
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
             for warning in input_warnings(pred_df, gt_df, wanted, pred_name=str(pred),
                                           gt_name=str(gt), pred_line=csv_line_of(pred),
                                           gt_line=csv_line_of(gt)):
-                logging.getLogger("vrme.strs").warning("%s", warning)
+                logging.getLogger("vrme.metrics.strs").warning("%s", warning)
             result = evaluate_strs(pred_df, gt_df, wanted, variant=variant.value)
 
         if as_json:

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flows.commands._common import friendly_errors, setup_logging
-from vrme.layouts import rendered, synth_names
+from vrme.data.layouts import rendered, synth_names
 
 if TYPE_CHECKING:
-    from vrme.synth import SynthResult
+    from vrme.synth.generate import SynthResult
 
 
 SynthLayoutChoice = Enum(  # type: ignore[misc]
     "SynthLayoutChoice", {name.replace("-", "_"): name for name in synth_names()}, type=str)
-"""The layouts ``--layout`` takes: the registry's (vrme.layouts.synth_names)."""
+"""The layouts ``--layout`` takes: the registry's (vrme.data.layouts.synth_names)."""
 
 
 def print_synth_summary(result: SynthResult) -> None:
@@ -27,7 +27,7 @@ def print_synth_summary(result: SynthResult) -> None:
     from rich.table import Table
 
     from vrme.config import EMOTION_CLASSES
-    from vrme.synth import summarize
+    from vrme.synth.generate import summarize
 
     s = summarize(result.events, result.videos)
     dist = result.distractors
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         the real spreadsheets do; blinks and head motion are never labelled. Same options and
         seed give byte-identical files.
         """
-        from vrme.synth import SynthSpec, generate_dataset
+        from vrme.synth.generate import SynthSpec, generate_dataset
 
         setup_logging()
         spec = SynthSpec(layout=layout.value, subjects=subjects, videos=videos, seconds=seconds,

@@ -1,0 +1,1 @@
+"""Decode: per-frame scores to spotted intervals with emotions."""

@@ -1,0 +1,1 @@
+"""Inference: trained models on new videos (vrme predict / vrme spot)."""

@@ -1,0 +1,1 @@
+"""Metrics: the Spot-Then-Recognize Score (STRS)."""

@@ -1,0 +1,1 @@
+"""Synthetic datasets: generated faces and events in the real layouts, and synthetic feature tables for tests."""
