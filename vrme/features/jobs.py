@@ -32,6 +32,7 @@ import pyarrow as pa
 from vrme.config import Config
 from vrme.errors import FrameError, UserError
 from vrme.data.frames import FrameSource
+from vrme.progress import ProgressBar
 from vrme.io import read_parquet_metadata
 
 log = logging.getLogger(__name__)
@@ -287,8 +288,9 @@ def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any],
     t0 = time.perf_counter()
     results: list[VideoStatus | None] = [j.status for j in jobs]
     total_frames = sum(sum(j.frames) for j in jobs if j.status is None)
-    bar = _Progress(progress and total_frames > 0, label, len(jobs), total_frames)
-    bar.videos_done(sum(r is not None for r in results))
+    bar = ProgressBar(progress and total_frames > 0, label, total_frames, unit="frames",
+                      rate=True).start()
+    bar.note(f"{sum(r is not None for r in results)}/{len(jobs)} videos")
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallelism is by task, one OpenCV thread each
     try:
@@ -307,52 +309,8 @@ def run_jobs(jobs: Sequence[VideoJob], work: Callable[..., Any],
                 results[i] = VideoStatus(stage=j.stage, subject=j.subject, video=j.video,
                                          status="skipped", reason=str(exc),
                                          seconds=time.perf_counter() - t0)
-            bar.videos_done(sum(r is not None for r in results))
+            bar.note(f"{sum(r is not None for r in results)}/{len(jobs)} videos")
     finally:
         cv2.setNumThreads(threads)
         bar.close()
     return [r for r in results if r is not None]
-
-
-class _Progress:
-    """A rich progress bar over frames, showing videos done and frames per second."""
-
-    def __init__(self, enabled: bool, label: str, n_videos: int, n_frames: int):
-        self.enabled = enabled
-        self.n_videos = n_videos
-        self._p = None
-        if not enabled:
-            return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self._p = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[videos]} videos"),
-            MofNCompleteColumn(),
-            TextColumn("frames"),
-            TextColumn("{task.fields[fps]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self._p.start()
-        self._t0 = time.perf_counter()
-        self._task = self._p.add_task(label, total=max(1, n_frames), videos=f"0/{n_videos}",
-                                      fps="")
-
-    def advance(self, frames: int) -> None:
-        if self._p is not None:
-            self._p.advance(self._task, frames)
-            done = self._p.tasks[0].completed
-            rate = done / max(1e-9, time.perf_counter() - self._t0)
-            self._p.update(self._task, fps=f"{rate:,.0f} frames/s")
-
-    def videos_done(self, n: int) -> None:
-        if self._p is not None:
-            self._p.update(self._task, videos=f"{n}/{self.n_videos}")
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()

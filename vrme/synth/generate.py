@@ -72,6 +72,7 @@ import numpy as np
 
 from vrme.data import layouts as layouts
 from vrme.errors import UserError
+from vrme.progress import ProgressBar
 from vrme.interrupt import check as check_interrupt
 from vrme.data.layouts.casme3 import HEADER as CASME3_HEADER  # noqa: F401 - re-exported
 from vrme.data.layouts.casme3 import LABEL_FILE as CASME3_LABEL_FILE  # noqa: F401
@@ -1114,7 +1115,8 @@ def generate_dataset(spec: SynthSpec, out_dir: str | os.PathLike[str], progress:
     total = len(jobs) * spec.frames_per_video
     outputs: list[_VideoOutput] = []
 
-    with _progress(progress, total, f"synth {spec.layout}") as advance:
+    with ProgressBar(progress, f"synth {spec.layout}", total, unit="frames") as bar:
+        advance = bar.advance
         if workers == 1:
             for job in jobs:
                 outputs.append(_render_video_job(job, on_frame=lambda: advance(1)))
@@ -1164,28 +1166,6 @@ def summarize(events: pd.DataFrame, videos: pd.DataFrame) -> dict[str, Any]:
         "micro_per_emotion": {str(k): int(v) for k, v in
                               micro["emotion"].value_counts().sort_index().items()},
     }
-
-
-class _progress:
-    """A rich progress bar over frames (or nothing); yields an ``advance(n)`` callable."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label = enabled, total, label
-        self._bar: Any = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=False)
-        self._bar.start()
-        task = self._bar.add_task(self.label, total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def render_video_file(spec: SynthSpec, path: str | os.PathLike[str], subject: int = 1,

@@ -55,6 +55,7 @@ import pyarrow as pa
 from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_hash
 from vrme.decoding.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
 from vrme.errors import DataError
+from vrme.progress import ProgressBar
 from vrme.interrupt import check as check_interrupt
 from vrme.io import (ensure_folder, link_or_copy, read_parquet_metadata, write_bytes_atomic,
                      write_json_atomic, write_parquet_atomic, write_text_atomic)
@@ -340,9 +341,8 @@ def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: 
                                                 steps_per_epoch=steps)
     lo, hi = tc.scale_aug
     history: list[dict[str, float]] = []
-    bar = _progress(progress)
-    with bar:
-        task = bar.add_task(f"fold {label} training", total=tc.epochs) if bar else None
+    with ProgressBar(progress, f"fold {label} training", tc.epochs, unit="epochs",
+                     transient=True) as bar:
         for epoch in range(tc.epochs):
             model.train()
             perm = torch.randperm(n, generator=gen)
@@ -372,30 +372,8 @@ def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: 
             history.append(rec)
             log.info("fold %s epoch %d/%d loss %.5f (mse %.5f, ce %.5f)", label, epoch + 1,
                      tc.epochs, rec["loss"], rec["mse"], rec["ce"])
-            if bar:
-                bar.update(task, advance=1, description=f"fold {label} loss {rec['loss']:.4f}")
+            bar.advance(1, description=f"fold {label} loss {rec['loss']:.4f}")
     return history
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def __bool__(self) -> bool:
-        return False
-
-
-def _progress(enabled: bool):  # noqa: ANN202
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    transient=True)
 
 
 def predict_video(model: Any, feats: VideoFeatures, device: Any,
