@@ -28,6 +28,7 @@ from flows.progress import RunProgress
 from flows.report import fold_table, publish_artifacts, report_step
 from flows.train import flow_run_name, train_step
 from tasks.common import task_runner
+from vrme.catalog import manifest_path, run_manifest_path
 from vrme.config import Config
 from vrme.interrupt import stop_requested
 from vrme.report.build import STAGES_FILE
@@ -40,10 +41,10 @@ def write_run_manifest(cfg: Config, statuses: list[dict[str, Any]]) -> str:
     """The manifest of the videos whose features exist (``<run>/manifest.parquet``): folds
     train and test on these; the others are listed with their reason in
     ``<run>/features_status.csv``."""
-    manifest = read_manifest(cfg.ingest_dir / "manifest.parquet")
+    manifest = read_manifest(manifest_path(cfg))
     ok = {(s["subject"], s["video"]) for s in statuses if s["status"] in ("computed", "cached")}
     keep = [(s, v) in ok for s, v in zip(manifest["subject"], manifest["video"])]
-    path = Path(cfg.run_dir) / "manifest.parquet"
+    path = run_manifest_path(cfg)
     write_table(manifest[keep].reset_index(drop=True), path, MANIFEST_SCHEMA)
     return str(path)
 

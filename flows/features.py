@@ -23,6 +23,7 @@ from flows._shared import (Outcome, batches, cli_command, config_from_params,
 from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import align_task, features_task
+from vrme.catalog import manifest_path
 from vrme.config import Config
 from vrme.io import clean_work_folder, write_text_atomic
 from vrme.schema import read_manifest
@@ -36,7 +37,7 @@ STATUS_COLUMNS = ["stage", "subject", "video", "status", "reason", "path", "n_wi
 def _rows(cfg: Config) -> list[dict[str, Any]]:
     from vrme.errors import UserError
 
-    path = cfg.ingest_dir / "manifest.parquet"
+    path = manifest_path(cfg)
     if not path.is_file():
         raise UserError(f"{path} not found: run `vrme ingest --config {cfg.source}` first")
     manifest = read_manifest(path)

@@ -3,6 +3,7 @@ submission, one video. Scheduled and watched like the benchmark (``vrme serve --
 
 from __future__ import annotations
 
+from vrme.catalog import PREDICT_CACHE
 from typing import Any
 
 from prefect import flow
@@ -77,7 +78,7 @@ def _models(model: list[str], config: str | None) -> Any:
 
 @flow(name="vrme-predict", flow_run_name="predict {root}", persist_result=False)
 def predict_flow(model: list[str], root: str, out: str = "submission.csv",
-                 cache: str = "data/work/predict", fps: float | None = None,
+                 cache: str = str(PREDICT_CACHE), fps: float | None = None,
                  decode_mode: str | None = None, decode_set: list[str] | None = None,
                  config: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """MEGC submission CSV for an unlabelled test folder, with a final model or a run's fold
@@ -101,7 +102,7 @@ def predict_flow(model: list[str], root: str, out: str = "submission.csv",
 
 @flow(name="vrme-spot", flow_run_name="spot {video}", persist_result=False)
 def spot_flow(video: str, model: list[str], plot: str | None = None,
-              cache: str = "data/work/predict", fps: float | None = None,
+              cache: str = str(PREDICT_CACHE), fps: float | None = None,
               config: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """Spot and recognise micro-expressions in one video file or folder of frames (its
     landmarks and features with the benchmark's tasks, then the models)."""

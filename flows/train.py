@@ -21,10 +21,11 @@ from flows._shared import (Outcome, cli_command, config_from_params, name_from_p
 from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import train_fold_task
+from vrme.catalog import labels_path, manifest_path, run_manifest_path
 from vrme.config import Config
 from vrme.features.flow import features_dir as features_dir_of
 from vrme.io import clean_work_folder, write_json_atomic
-from vrme.training.loso import fold_dir_for
+from vrme.catalog import FOLD_FAILED_FILE, fold_dir
 
 log = logging.getLogger("vrme.flows")
 
@@ -99,7 +100,7 @@ def _record_fold_failure(run_dir: str, fold: str, message: str, flow_run: str | 
     """``failed.json`` in the fold folder, when that folder can be written (the run-level
     ``failures.json`` is written at the end of the run in any case)."""
     try:
-        write_json_atomic(fold_dir_for(run_dir, fold) / "failed.json",
+        write_json_atomic(fold_dir(run_dir, fold) / FOLD_FAILED_FILE,
                           {"fold": fold, "message": message, "flow_run": flow_run})
     except OSError as exc:
         log.warning("fold %s: could not write its failed.json (%s); the failure is recorded in "
@@ -108,7 +109,7 @@ def _record_fold_failure(run_dir: str, fold: str, message: str, flow_run: str | 
 
 def _clear_fold_failure(run_dir: str, fold: str) -> None:
     try:
-        (fold_dir_for(run_dir, fold) / "failed.json").unlink(missing_ok=True)
+        (fold_dir(run_dir, fold) / FOLD_FAILED_FILE).unlink(missing_ok=True)
     except OSError:
         pass
 
@@ -133,7 +134,7 @@ def train_flow(config: str, overrides: list[str] | None = None, root: str | None
     progress = RunProgress(cfg.run_name, ["folds"], title=f"folds of {cfg.run_name}")
     with task_runner(cfg.orchestration) as runner:
         done, failed, stopped = train_step(cfg, runner, manifest,
-                                           str(cfg.ingest_dir / "labels.parquet"), folds,
+                                           str(labels_path(cfg)), folds,
                                            refresh, force_folds=folds, progress=progress,
                                            flow_run=flow_run_name())
     record_failures(Path(cfg.run_dir) / FAILURES_FILE, failed, {}, list(done), flow_run_name())
@@ -144,5 +145,5 @@ def train_flow(config: str, overrides: list[str] | None = None, root: str | None
 
 
 def _run_manifest(cfg: Config) -> str:
-    p = Path(cfg.run_dir) / "manifest.parquet"
-    return str(p if p.exists() else cfg.ingest_dir / "manifest.parquet")
+    p = run_manifest_path(cfg)
+    return str(p if p.exists() else manifest_path(cfg))

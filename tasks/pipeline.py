@@ -130,12 +130,12 @@ def train_fold_task(cfg: Config, fold: str, manifest_path: str, labels_path: str
                     features_dir: str, run_dir: str, force: bool = False) -> Any:
     """Make one leave-one-subject-out fold (train, or reuse a trained fold with the same
     training settings and inputs, then decode); return its folder and figures."""
-    from vrme.training.loso import fold_dir_for
+    from vrme.catalog import fold_dir
     from vrme.training.train import models_dir, train_fold
 
     inject_fault(cfg, fold, Path(run_dir))
     res = train_fold(cfg, fold, manifest_path, labels_path, features_dir,
-                     fold_dir_for(run_dir, fold), progress=False, models_dir=models_dir(cfg),
+                     fold_dir(run_dir, fold), progress=False, models_dir=models_dir(cfg),
                      reuse=not force)
     summary = {
         "fold": res.fold,

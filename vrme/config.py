@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from vrme.data import layouts as _layouts
+from vrme import catalog
 from vrme.errors import UserError
 
 EMOTION_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise", "others")
@@ -538,9 +539,15 @@ class Config(_Strict):
 
     # -- derived locations -------------------------------------------------------------
     @property
+    def part_of(self) -> str | None:
+        """Name of the multi-dataset config this is one dataset of (:meth:`parts`), else None."""
+        return self._part_of
+
+    @property
     def out_dir(self) -> Path:
-        """The work folder holding ingest/, landmarks/, features/ and runs/."""
-        return Path(self.run.out) if self.run.out else Path("data/work") / self.dataset.name
+        """The work folder holding ingest/, landmarks/, features/ and runs/
+        (:func:`vrme.catalog.out_dir`)."""
+        return catalog.out_dir(self)
 
     @property
     def run_name(self) -> str:
@@ -550,18 +557,13 @@ class Config(_Strict):
 
     @property
     def ingest_dir(self) -> Path:
-        """``<out>/ingest`` (a dataset of a multi-dataset config: ``<out>/ingest/<dataset>``)."""
-        if self._part_of is not None:
-            return self.out_dir / "ingest" / self.dataset.name
-        return self.out_dir / "ingest"
+        """:func:`vrme.catalog.ingest_dir`."""
+        return catalog.ingest_dir(self)
 
     @property
     def run_dir(self) -> Path:
-        """``<out>/runs/<run>`` (a dataset of a multi-dataset config: ``<out>/runs/<run>/<dataset>``,
-        for its status tables)."""
-        if self._part_of is not None:
-            return self.out_dir / "runs" / self.run_name / self.dataset.name
-        return self.out_dir / "runs" / self.run_name
+        """:func:`vrme.catalog.run_dir`."""
+        return catalog.run_dir(self)
 
     def section_hash(self, *sections: str) -> str:
         """Short content hash of the named config sections (e.g. ``"align"``)."""

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"
 
-WORK_FOLDERS = ("ingest", "landmarks", "features", "runs", "final")
 """The folders vrme writes under a work folder (``run.out``)."""
 
 FOREIGN_TMP_AGE_S = 86400.0
@@ -219,9 +218,11 @@ def remove_stale_temporaries(folder: str | os.PathLike[str],
 
 def clean_work_folder(out_dir: str | os.PathLike[str]) -> list[Path]:
     """Remove stale temporaries (:func:`remove_stale_temporaries`) from the folders vrme writes
-    under a work folder (:data:`WORK_FOLDERS`), log how many, and return them. Runs call it
+    under a work folder (:data:`vrme.catalog.WORK_FOLDERS`), log how many, and return them. Runs call it
     when they start, before they write anything."""
     removed: list[Path] = []
+    from vrme.catalog import WORK_FOLDERS
+
     for name in WORK_FOLDERS:
         removed += remove_stale_temporaries(Path(out_dir) / name)
     if removed:

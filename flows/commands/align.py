@@ -30,10 +30,11 @@ def run_video_stage(stage: str, config: Path, set_: list[str] | None, root: Path
     if workers is not None:
         overrides.append(f"orchestration.max_workers={workers}")
     cfg = load(config, overrides, root, out)
+    from vrme.catalog import manifest_path
     from vrme.errors import UserError
 
-    if not (cfg.ingest_dir / "manifest.parquet").is_file():
-        raise UserError(f"{cfg.ingest_dir / 'manifest.parquet'} not found: run "
+    if not manifest_path(cfg).is_file():
+        raise UserError(f"{manifest_path(cfg)} not found: run "
                         f"`vrme ingest --config {config}` first")
     params = flow_parameters(config, overrides, root, out, refresh=force)
     res = run_config_flow(f"vrme-{stage}", cfg, params, stage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vrme.catalog import PREDICT_CACHE
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Training config, only for models whose folder records none "
             "(no model.json / run.json).", show_default=False)] = None,
-        cache: CacheOpt = Path("data/work/predict"),
+        cache: CacheOpt = PREDICT_CACHE,
         fps: FpsOpt = None,
         decode_mode: DecodeModeOpt = None,
         set_: DecodeSetOpt = None,

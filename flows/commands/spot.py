@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vrme.catalog import PREDICT_CACHE
 import json
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Training config, only for models whose folder records "
             "none.", show_default=False)] = None,
-        cache: CacheOpt = Path("data/work/predict"),
+        cache: CacheOpt = PREDICT_CACHE,
         fps: FpsOpt = None,
         workers: WorkersOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the intervals as JSON "

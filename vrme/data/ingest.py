@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from vrme.data import layouts as layouts
+from vrme.catalog import LABELS_FILE, MANIFEST_FILE, SKIPPED_FILE
 from vrme.config import Config, DatasetConfig
 from vrme.errors import DataError, FrameError
 from vrme.data.frames import (
@@ -55,9 +56,6 @@ from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, SKIPPED_COLUMNS, write_t
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.parquet"
-LABELS_FILE = "labels.parquet"
-SKIPPED_FILE = "skipped.csv"
 INGEST_RECORD = "ingest.json"
 INGEST_VERSION = 2
 """Version of the ingestion rules (what is read, kept and skipped). Part of the ingest record:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vrme.catalog import labels_path, manifest_path
 from vrme.config import Config
 from vrme.errors import DataError
 
@@ -59,7 +60,7 @@ def write_union(cfg: Config, keep: set[tuple[str, str, str]] | None = None
     out_feats = features_dir(cfg)
     for part in cfg.parts():
         name = part.dataset.name
-        m_path, l_path = part.ingest_dir / "manifest.parquet", part.ingest_dir / "labels.parquet"
+        m_path, l_path = manifest_path(part), labels_path(part)
         if not m_path.is_file() or not l_path.is_file():
             raise DataError(f"dataset {name}: {part.ingest_dir} has no ingested tables")
         m, lab = read_manifest(m_path), read_labels(l_path)
@@ -79,6 +80,6 @@ def write_union(cfg: Config, keep: set[tuple[str, str, str]] | None = None
         labels.append(lab)
     manifest = pd.concat(manifests, ignore_index=True)
     events = pd.concat(labels, ignore_index=True)
-    m_out = write_table(manifest, cfg.ingest_dir / "manifest.parquet", MANIFEST_SCHEMA)
-    l_out = write_table(events, cfg.ingest_dir / "labels.parquet", LABELS_SCHEMA)
+    m_out = write_table(manifest, manifest_path(cfg), MANIFEST_SCHEMA)
+    l_out = write_table(events, labels_path(cfg), LABELS_SCHEMA)
     return m_out, l_out, out_feats

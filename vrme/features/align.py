@@ -58,11 +58,10 @@ from vrme.config import AlignConfig, Config, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
 from vrme.interrupt import check as check_interrupt
 from vrme.io import read_parquet_metadata, write_parquet_atomic
+from vrme.catalog import stage_dir, video_file
 from vrme.features.jobs import (
     cached_output_valid,
     dataset_root,
-    stage_dir,
-    video_file,
     IndexReader,
     VideoJob,
     VideoStatus,

@@ -60,11 +60,10 @@ from vrme.features.rois import (
     roi_layout,
     top_fraction_mean,
 )
+from vrme.catalog import stage_dir, video_file
 from vrme.features.jobs import (
     cached_output_valid,
     dataset_root,
-    stage_dir,
-    video_file,
     IndexReader,
     VideoJob,
     VideoStatus,

@@ -198,16 +198,6 @@ def frames_fingerprint(row: Mapping[str, Any], root: str | os.PathLike[str],
     return h.hexdigest()[:16]
 
 
-def stage_dir(cfg: Config, stage: str, params_hash: str) -> Path:
-    """Cache folder of a per-video stage: ``<out>/<stage>/<dataset>/<params-hash>``."""
-    return cfg.out_dir / stage / cfg.dataset.name / params_hash
-
-
-def video_file(folder: Path, subject: str, video: str) -> Path:
-    """A video's Parquet file in a stage folder: ``<folder>/<subject>/<video>.parquet``."""
-    return folder / str(subject) / f"{video}.parquet"
-
-
 def dataset_root(cfg: Config, root: str | os.PathLike[str] | None) -> Path:
     """``root``, else ``cfg.dataset.root``; :class:`UserError` when neither is set."""
     r = root if root is not None else cfg.dataset.root

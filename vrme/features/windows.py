@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from vrme.catalog import video_file
 from vrme.config import CLASS_NAMES, EMOTION_CLASSES
 from vrme.errors import DataError, LabelError
 from vrme.io import read_parquet_metadata
@@ -198,13 +199,6 @@ class VideoRef:
         return (self.subject, self.video)
 
 
-def feature_path(features_dir: str | os.PathLike[str], subject: str, video: str) -> Path:
-    """``<features_dir>/<subject>/<video>.parquet``."""
-    from vrme.features.jobs import video_file
-
-    return video_file(Path(features_dir), subject, video)
-
-
 def scan_video(features_dir: str | os.PathLike[str], subject: str, video: str,
                k: int | None = None, frame_skip: int | None = None,
                first_frame: int | None = None) -> VideoRef:
@@ -213,7 +207,7 @@ def scan_video(features_dir: str | os.PathLike[str], subject: str, video: str,
     ``k``, ``frame_skip`` and ``first_frame`` (from the config and the manifest), when given,
     must match what the file records; a mismatch or a missing file is a :class:`DataError`.
     """
-    path = feature_path(features_dir, subject, video)
+    path = video_file(features_dir, subject, video)
     if not path.is_file():
         raise DataError(f"feature file missing: {path} (subject {subject}, video {video}); "
                         "run the features step first")

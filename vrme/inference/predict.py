@@ -44,12 +44,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vrme.catalog import MODEL_FILE, PREDICT_CACHE, folds_dir
 from vrme.config import Config, DecodeConfig, config_from_mapping
 from vrme.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path("data/work/predict")
 """Feature cache of unseen videos when none is given (relative to the working folder)."""
 PREDICT_DATASET = "predict"
 SAMM_FPS = 200.0
@@ -129,15 +129,15 @@ def _model_folders(path: Path) -> tuple[list[Path], str, Path]:
     from vrme.training.train import fold_is_complete, subject_sort_key
 
     if path.is_file():
-        if path.name != "model.pt":
+        if path.name != MODEL_FILE:
             raise DataError(f"{path}: expected a model.pt file or a folder")
         path = path.parent
     if not path.is_dir():
         raise DataError(f"model {path} not found")
-    if (path / "model.pt").is_file():
+    if (path / MODEL_FILE).is_file():
         kind = "fold" if (path.parent.name == "folds") else "final"
         return [path], kind, path
-    folds = path / "folds"
+    folds = folds_dir(path)
     if folds.is_dir():
         done = sorted((d for d in folds.iterdir() if d.is_dir() and fold_is_complete(d)),
                       key=lambda d: subject_sort_key(d.name))
@@ -183,7 +183,7 @@ def load_models(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                                 f"says features.k={cfg.features.k}")
             models.append(model)
             priors.append(pri)
-            sources.append(folder / "model.pt")
+            sources.append(folder / MODEL_FILE)
     assert cfg is not None
     kind = kinds.pop() if len(models) == 1 else "folds"
     log.info("loaded %d model(s) (%s), k=%d, k_p=%d, trained at %.4g frames/s after skipping",
@@ -389,7 +389,7 @@ class Predictions:
 
 
 def feature_groups(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLike[str],
-                   cache_dir: str | os.PathLike[str] = DEFAULT_CACHE,
+                   cache_dir: str | os.PathLike[str] = PREDICT_CACHE,
                    workers: int | None = None) -> list[tuple[Config, list[dict[str, Any]]]]:
     """The videos of ``manifest`` grouped by the frame skip they are read at
     (:func:`frame_skip_for` their fps and the models' training rate), each group with the
@@ -406,7 +406,7 @@ def feature_groups(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLik
 
 
 def predict_videos(ens: Ensemble, manifest: pd.DataFrame, root: str | os.PathLike[str], *,
-                   cache_dir: str | os.PathLike[str] = DEFAULT_CACHE,
+                   cache_dir: str | os.PathLike[str] = PREDICT_CACHE,
                    decode: DecodeConfig | None = None, workers: int | None = None,
                    progress: bool = True) -> Predictions:
     """Features (cached), model outputs and intervals of every video of ``manifest`` (rows as
@@ -530,7 +530,7 @@ def check_megc_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def predict_folder(ens: Ensemble, root: str | os.PathLike[str], out_csv: str | os.PathLike[str],
-                   *, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE, fps: float | None = None,
+                   *, cache_dir: str | os.PathLike[str] = PREDICT_CACHE, fps: float | None = None,
                    decode: DecodeConfig | None = None, workers: int | None = None,
                    progress: bool = True) -> Predictions:
     """Scan an unlabelled MEGC-style folder, predict every video (decoded with ``decode``,
@@ -571,7 +571,7 @@ class SpotResult:
 
 
 def spot_video(path: str | os.PathLike[str], ens: Ensemble, *,
-               cache_dir: str | os.PathLike[str] = DEFAULT_CACHE, fps: float | None = None,
+               cache_dir: str | os.PathLike[str] = PREDICT_CACHE, fps: float | None = None,
                decode: DecodeConfig | None = None, workers: int | None = None,
                progress: bool = True) -> SpotResult:
     """Spot micro-expressions in one video file (.mp4/.avi/...) or folder of frames.

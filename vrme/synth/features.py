@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vrme.catalog import LABELS_FILE, MANIFEST_FILE
 from vrme.config import EMOTION_CLASSES
 from vrme.schema import (
     LABELS_SCHEMA,
@@ -160,10 +161,10 @@ def make_feature_dataset(
                 n_frames=positions, n_files=positions, missing_frames=[],
                 frame_numbering="contiguous", fps=30.0, width=640, height=480, labelled=True,
             ))
-    write_table(pd.DataFrame(manifest_rows), out / "manifest.parquet", MANIFEST_SCHEMA)
-    write_table(pd.DataFrame(label_rows), out / "labels.parquet", LABELS_SCHEMA)
-    return SyntheticFeatureDataset(root=out, manifest_path=out / "manifest.parquet",
-                                   labels_path=out / "labels.parquet",
+    write_table(pd.DataFrame(manifest_rows), out / MANIFEST_FILE, MANIFEST_SCHEMA)
+    write_table(pd.DataFrame(label_rows), out / LABELS_FILE, LABELS_SCHEMA)
+    return SyntheticFeatureDataset(root=out, manifest_path=out / MANIFEST_FILE,
+                                   labels_path=out / LABELS_FILE,
                                    features_dir=out / "features", subjects=subject_ids)
 
 

@@ -27,18 +27,14 @@ from typing import Any
 
 import pandas as pd
 
+from vrme.catalog import (MODEL_FILE, MODEL_INFO_FILE, PRIORS_FILE, final_dir, labels_path,
+                          manifest_path)
 from vrme.config import Config
 from vrme.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 FINAL_FORMAT = 1
-MODEL_INFO_FILE = "model.json"
-def final_model_dir(cfg: Config) -> Path:
-    """Default folder of a config's final model: ``<out>/final/<run name>``."""
-    return cfg.out_dir / "final" / cfg.run_name
-
-
 def plan_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str],
                labels: pd.DataFrame | str | os.PathLike[str],
                features_dir: str | os.PathLike[str]):  # noqa: ANN201 - vrme.training.train.FoldPlan
@@ -72,20 +68,20 @@ def final_is_complete(model_dir: str | os.PathLike[str], config_hash: str | None
         return False
     if input_fingerprint is not None and info.get("input_fingerprint") != input_fingerprint:
         return False
-    return all((Path(model_dir) / f).is_file() for f in ("model.pt", "priors.json"))
+    return all((Path(model_dir) / f).is_file() for f in (MODEL_FILE, PRIORS_FILE))
 
 
 def current_final_model(cfg: Config) -> Path | None:
-    """The config's final model folder (:func:`final_model_dir`) when it holds a finished model
+    """The config's final model folder (:func:`vrme.catalog.final_dir`) when it holds a finished model
     made with this config and these inputs (ingested tables and features under the config's
     work folder); else None."""
     from vrme.features.flow import features_dir
     from vrme.training.train import fold_config_hash
 
-    out = final_model_dir(cfg)
+    out = final_dir(cfg)
     if not final_is_complete(out, fold_config_hash(cfg)):
         return None
-    plan = plan_final(cfg, cfg.ingest_dir / "manifest.parquet", cfg.ingest_dir / "labels.parquet",
+    plan = plan_final(cfg, manifest_path(cfg), labels_path(cfg),
                       features_dir(cfg))
     return out if final_is_complete(out, fold_config_hash(cfg), plan.input_fingerprint) else None
 
@@ -100,7 +96,7 @@ def train_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str] | N
 
     Defaults: ``manifest``/``labels`` = ``cfg.ingest_dir/{manifest,labels}.parquet``,
     ``features_dir`` = :func:`vrme.features.flow.features_dir`, ``out_dir`` =
-    :func:`final_model_dir`. A folder that already holds a final model made with the same
+    :func:`vrme.catalog.final_dir`. A folder that already holds a final model made with the same
     config hash and inputs is reused when ``reuse`` is true. Training is exactly a fold's
     (:func:`vrme.training.train.fit`, same seed handling), so it is deterministic on the CPU.
     """
@@ -110,10 +106,10 @@ def train_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str] | N
     from vrme.features.flow import features_dir as default_features_dir
     from vrme.training.train import fit_plan, fold_config_hash
 
-    manifest = manifest if manifest is not None else cfg.ingest_dir / "manifest.parquet"
-    labels = labels if labels is not None else cfg.ingest_dir / "labels.parquet"
+    manifest = manifest if manifest is not None else manifest_path(cfg)
+    labels = labels if labels is not None else labels_path(cfg)
     feats_dir = Path(features_dir) if features_dir is not None else default_features_dir(cfg)
-    out = Path(out_dir) if out_dir is not None else final_model_dir(cfg)
+    out = Path(out_dir) if out_dir is not None else final_dir(cfg)
     t0 = time.perf_counter()
     plan = plan_final(cfg, manifest, labels, feats_dir)
     config_hash = fold_config_hash(cfg)

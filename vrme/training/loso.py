@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from vrme.catalog import INTERVALS_FILE, PRIORS_FILE, fold_dir, folds_dir
 from vrme.config import Config, DecodeConfig
 from vrme.decoding.decode import OUTPUT_COLUMNS, empty_intervals
 from vrme.errors import DataError
@@ -73,14 +74,9 @@ def ground_truth_table(labels: pd.DataFrame | str | os.PathLike[str],
     return gt.reset_index(drop=True)
 
 
-def fold_dir_for(run_dir: str | os.PathLike[str], subject: str) -> Path:
-    """``<run_dir>/folds/<subject>``."""
-    return Path(run_dir) / "folds" / str(subject)
-
-
 def finished_folds(run_dir: str | os.PathLike[str]) -> list[str]:
     """Names of the complete folds under ``run_dir/folds``, in subject order."""
-    root = Path(run_dir) / "folds"
+    root = folds_dir(run_dir)
     names = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     return sorted((n for n in names if fold_is_complete(root / n)), key=subject_sort_key)
 
@@ -89,14 +85,14 @@ def pool_fold_intervals(run_dir: str | os.PathLike[str],
                         folds: list[str] | None = None) -> pd.DataFrame:
     """Concatenate the ``intervals.csv`` of the finished folds under ``run_dir/folds`` (all, or
     the named ones; a named fold that did not finish is a DataError), in fold order."""
-    root = Path(run_dir) / "folds"
+    root = folds_dir(run_dir)
     folds = finished_folds(run_dir) if folds is None else folds
     parts = []
     for f in folds:
         d = root / str(f)
         if not fold_is_complete(d):
             raise DataError(f"fold {f} has not finished: {d} has no complete fold.json")
-        parts.append(read_intervals(d / "intervals.csv"))
+        parts.append(read_intervals(d / INTERVALS_FILE))
     parts = [p for p in parts if len(p)]
     return (pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else empty_intervals())
 
@@ -108,12 +104,12 @@ def redecode_run(run_dir: str | os.PathLike[str], decode: DecodeConfig,
     ablations (interval strategy, synergy strategies 1 and 2, p, a global k_p: training does
     not depend on k_p); ``vrme sweep`` gets the same by reusing trained folds. Returns pooled
     intervals."""
-    root = Path(run_dir) / "folds"
+    root = folds_dir(run_dir)
     folds = finished_folds(run_dir) if folds is None else folds
     parts = []
     for f in folds:
         scores, _ = read_scores(root / str(f))
-        fold_k_p = Priors.load(root / str(f) / "priors.json").k_p
+        fold_k_p = Priors.load(root / str(f) / PRIORS_FILE).k_p
         parts.append(decode_scores_table(scores, int(k_p or fold_k_p), decode))
     parts = [p for p in parts if len(p)]
     return (pd.concat(parts, ignore_index=True)[OUTPUT_COLUMNS] if parts else empty_intervals())
@@ -217,7 +213,7 @@ def run_loso(cfg: Config, manifest_path: str | os.PathLike[str] | pd.DataFrame,
     for i, f in enumerate(folds, 1):
         log.info("fold %s (%d/%d)", f, i, len(folds))
         results.append(train_fold(cfg, f, manifest, labels, features_dir,
-                                  fold_dir_for(run_dir, f), progress=progress,
+                                  fold_dir(run_dir, f), progress=progress,
                                   model_factory=model_factory, reuse=reuse,
                                   models_dir=models_dir))
     parts = [r.intervals for r in results if len(r.intervals)]

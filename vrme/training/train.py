@@ -52,6 +52,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from vrme import catalog
+from vrme.catalog import (FOLD_FILE, INTERVALS_FILE, MODEL_FILE, PRIORS_FILE, SCORES_FILE,
+                          TRAIN_FILE, video_file)
 from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_hash
 from vrme.decoding.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
 from vrme.errors import DataError
@@ -65,7 +68,6 @@ from vrme.features.windows import (
     TrainingSelection,
     VideoRef,
     events_to_index,
-    feature_path,
     micro_events,
     scan_video,
     select_training_windows,
@@ -79,7 +81,6 @@ TRAIN_VERSION = 3
 """Version of the training numerics (window selection, targets, model, optimisation, prediction).
 Part of :func:`train_hash`: bump it with any change that changes a trained model or its scores,
 and exactly the trained folds (and final models) recompute."""
-TRAIN_RECORD = "train.json"
 LOGIT_COLUMNS = [f"logit_{c}" for c in CLASS_NAMES]
 SCORE_COLUMNS = ["subject", "video", "index", "frame", "spot"] + LOGIT_COLUMNS
 SCORES_SCHEMA = pa.schema(
@@ -135,7 +136,7 @@ def _video_refs(manifest: pd.DataFrame, features_dir: Path, cfg: Config
     (subject, video) pairs that have none."""
     refs, missing = {}, []
     for row in manifest.itertuples(index=False):
-        if not feature_path(features_dir, row.subject, row.video).is_file():
+        if not video_file(features_dir, row.subject, row.video).is_file():
             missing.append((str(row.subject), str(row.video)))
             continue
         # A union of datasets mixes frame skips: each video's own (in its feature file) holds.
@@ -211,7 +212,7 @@ def plan_fold(cfg: Config, fold: str | None, manifest: pd.DataFrame | str | os.P
     if needed:
         subj, vid = sorted(needed)[0]
         raise DataError(f"{where}: feature file missing for {len(needed)} video(s), e.g. "
-                        f"{feature_path(features_dir, subj, vid)}; run the features step first")
+                        f"{video_file(features_dir, subj, vid)}; run the features step first")
     train_videos.sort(key=lambda r: (subject_sort_key(r.subject), r.video))
     if not train_videos:
         raise DataError(f"{where}: no training video with a micro-expression")
@@ -451,7 +452,7 @@ def fold_config_hash(cfg: Config) -> str:
 def models_dir(cfg: Config) -> Path:
     """Where a benchmark run keeps its trained folds: ``<out>/models/<dataset>/<train-hash>``
     (one sub-folder per fold)."""
-    return cfg.out_dir / "models" / cfg.dataset.name / train_hash(cfg)
+    return catalog.models_dir(cfg, train_hash(cfg))
 
 
 @dataclass
@@ -529,7 +530,7 @@ def read_intervals(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def read_fold_marker(fold_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The fold's ``fold.json`` as a dict, or None when missing or unreadable."""
-    return read_json_record(Path(fold_dir) / "fold.json")
+    return read_json_record(Path(fold_dir) / FOLD_FILE)
 
 
 def fold_is_complete(fold_dir: str | os.PathLike[str], config_hash: str | None = None,
@@ -544,7 +545,7 @@ def fold_is_complete(fold_dir: str | os.PathLike[str], config_hash: str | None =
     if input_fingerprint is not None and marker.get("input_fingerprint") != input_fingerprint:
         return False
     return all((Path(fold_dir) / f).is_file()
-               for f in ("model.pt", "priors.json", "scores.parquet", "intervals.csv"))
+               for f in (MODEL_FILE, PRIORS_FILE, SCORES_FILE, INTERVALS_FILE))
 
 
 def load_fold_result(fold_dir: str | os.PathLike[str]) -> FoldResult:
@@ -555,8 +556,8 @@ def load_fold_result(fold_dir: str | os.PathLike[str]) -> FoldResult:
         raise DataError(f"{fold_dir}: no fold.json (the fold did not finish)")
     return FoldResult(
         fold=str(marker["fold"]), fold_dir=fold_dir,
-        intervals=read_intervals(fold_dir / "intervals.csv"),
-        priors=Priors.load(fold_dir / "priors.json"), history=marker.get("history", []),
+        intervals=read_intervals(fold_dir / INTERVALS_FILE),
+        priors=Priors.load(fold_dir / PRIORS_FILE), history=marker.get("history", []),
         timings=marker.get("timings", {}), config_hash=marker["config_hash"],
         input_fingerprint=marker["input_fingerprint"],
         n_train_windows=int(marker.get("n_train_windows", 0)), reused=True, info=marker,
@@ -585,7 +586,7 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
     t0 = time.perf_counter()
     priors = plan.priors
     ensure_folder(out_dir)
-    priors.save(out_dir / "priors.json")
+    priors.save(out_dir / PRIORS_FILE)
     data = load_training_windows(plan)
     timings = {"load_s": time.perf_counter() - t0}
     what = "final model" if plan.fold == FINAL_FOLD else f"fold {plan.fold}"
@@ -616,11 +617,11 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
                 "model_config": cfg.model.model_dump(mode="json"), "k": cfg.features.k,
                 "priors": priors.to_dict(), "fold": plan.fold,
                 "train_hash": train_hash(cfg)}, buf)
-    write_bytes_atomic(out_dir / "model.pt", buf.getvalue())
+    write_bytes_atomic(out_dir / MODEL_FILE, buf.getvalue())
     return model, history, device, timings
 
 
-TRAINED_FILES = ("model.pt", "scores.parquet")
+TRAINED_FILES = (MODEL_FILE, SCORES_FILE)
 """What a trained fold consists of (besides its record, ``train.json``)."""
 
 
@@ -640,7 +641,7 @@ def trained_fold_valid(trained_dir: str | os.PathLike[str], plan_hash: str,
                        train_fingerprint: str) -> dict[str, Any] | None:
     """The ``train.json`` of ``trained_dir`` when it records a finished training with this
     training hash and these inputs and its files exist; else None."""
-    rec = read_json_record(Path(trained_dir) / TRAIN_RECORD)
+    rec = read_json_record(Path(trained_dir) / TRAIN_FILE)
     if (not rec or rec.get("status") != "complete" or rec.get("train_hash") != plan_hash
             or rec.get("train_fingerprint") != train_fingerprint):
         return None
@@ -657,7 +658,7 @@ def _train_and_score(cfg: Config, plan: FoldPlan, trained_dir: Path, *, progress
 
     t0 = time.perf_counter()
     ensure_folder(trained_dir)
-    (trained_dir / TRAIN_RECORD).unlink(missing_ok=True)
+    (trained_dir / TRAIN_FILE).unlink(missing_ok=True)
     model, history, device, timings = fit_plan(cfg, plan, trained_dir, progress=progress,
                                                model_factory=model_factory)
     t2 = time.perf_counter()
@@ -675,7 +676,7 @@ def _train_and_score(cfg: Config, plan: FoldPlan, trained_dir: Path, *, progress
               else SCORES_SCHEMA.empty_table().to_pandas())
     timings["predict_s"] = time.perf_counter() - t2
     th = train_hash(cfg)
-    write_parquet_atomic(trained_dir / "scores.parquet",
+    write_parquet_atomic(trained_dir / SCORES_FILE,
                          pa.Table.from_pandas(scores[SCORE_COLUMNS], schema=SCORES_SCHEMA,
                                               preserve_index=False),
                          {"vrme": {"fold": plan.fold, "train_hash": th,
@@ -690,7 +691,7 @@ def _train_and_score(cfg: Config, plan: FoldPlan, trained_dir: Path, *, progress
         "class_weights": list(plan.priors.class_weights), "device": str(device),
         "torch": torch.__version__, "timings": timings, "history": history,
     }
-    write_json_atomic(trained_dir / TRAIN_RECORD, record)
+    write_json_atomic(trained_dir / TRAIN_FILE, record)
     log.info("fold %s trained in %.1f s (%.1f s training)", plan.fold, timings["trained_s"],
              timings["train_s"])
     return record
@@ -725,7 +726,7 @@ def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLik
         res.how = "cached"
         return res
     ensure_folder(fold_dir)
-    (fold_dir / "fold.json").unlink(missing_ok=True)
+    (fold_dir / FOLD_FILE).unlink(missing_ok=True)
     trained_dir = Path(models_dir) / fold if models_dir is not None else fold_dir
     th = train_hash(cfg)
     record = trained_fold_valid(trained_dir, th, plan.train_fingerprint) if reuse else None
@@ -741,11 +742,11 @@ def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLik
             link_or_copy(trained_dir / name, fold_dir / name)
 
     priors = plan.priors
-    priors.save(fold_dir / "priors.json")
+    priors.save(fold_dir / PRIORS_FILE)
     t2 = time.perf_counter()
     scores, _ = read_scores(fold_dir)
     intervals = decode_scores_table(scores, priors.k_p, cfg.decode)
-    write_text_atomic(fold_dir / "intervals.csv", intervals_csv(intervals))
+    write_text_atomic(fold_dir / INTERVALS_FILE, intervals_csv(intervals))
     timings = {k: v for k, v in record["timings"].items()}
     timings["decode_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
@@ -760,7 +761,7 @@ def train_fold(cfg: Config, fold: str, manifest: pd.DataFrame | str | os.PathLik
         "n_intervals": len(intervals), "device": record.get("device"),
         "torch": record.get("torch"), "timings": timings, "history": record.get("history", []),
     }
-    write_json_atomic(fold_dir / "fold.json", marker)
+    write_json_atomic(fold_dir / FOLD_FILE, marker)
     log.info("fold %s done (%s) in %.1f s: %d intervals", fold, how, timings["total_s"],
              len(intervals))
     return FoldResult(fold=fold, fold_dir=fold_dir, intervals=intervals, priors=priors,
@@ -779,11 +780,11 @@ def load_fold_model(fold_dir: str | os.PathLike[str], device: str = "cpu",
 
     if model_factory is None:
         from vrme.model import build_model as model_factory
-    blob = torch.load(Path(fold_dir) / "model.pt", map_location=device, weights_only=True)
+    blob = torch.load(Path(fold_dir) / MODEL_FILE, map_location=device, weights_only=True)
     model = model_factory(ModelConfig.model_validate(blob["model_config"]), int(blob["k"]))
     model.load_state_dict(blob["state_dict"])
     model.to(device).eval()
-    priors_file = Path(fold_dir) / "priors.json"
+    priors_file = Path(fold_dir) / PRIORS_FILE
     priors = Priors.load(priors_file) if priors_file.is_file() else Priors.from_dict(blob["priors"])
     return model, priors, int(blob["k"])
 
@@ -792,6 +793,6 @@ def read_scores(fold_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[st
     """A fold's ``scores.parquet`` and its metadata."""
     import pyarrow.parquet as pq
 
-    path = Path(fold_dir) / "scores.parquet"
+    path = Path(fold_dir) / SCORES_FILE
     df = pq.read_table(path).to_pandas()
     return df, read_parquet_metadata(path).get("vrme", {})
