@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Prefect's usage analytics need the internet; keep runs quiet and offline.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test lint install clean-venv
 
 install: $(STAMP)
 
@@ -21,6 +21,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pycodestyle, pyflakes, import order) and the import contract: nothing under vrme/
+# imports prefect, tasks or flows (ruff's banned-api rule, and a check of what importing every
+# vrme module loads).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_import_contract.py
 
 clean-venv:
 	rm -rf $(VENV)
