@@ -130,7 +130,7 @@ def floor(data: Path, out: Path, k: int) -> dict[str, Any]:
 
     cfg = _config(data, out, k)
     row = _row(data)
-    p = FlowParams.from_config(cfg)
+    p = FlowParams.from_sections(cfg.align, cfg.features)
     vl = read_landmarks(landmarks_path(cfg, row["subject"], row["video"]))
     src = FrameSource(row, data)
     half = k // 2

@@ -13,6 +13,7 @@ from tests.test_align import make_cfg
 from vrme.features.align import align_video, landmarks_path, read_landmarks
 from vrme.errors import FrameError, UserError
 from vrme.features.flow import (
+    FlowParams,
     extract_video_features,
     feature_path,
     run_features,
@@ -20,6 +21,13 @@ from vrme.features.flow import (
 )
 from vrme.features.rois import N_ROWS, ROI_NAMES, roi_layout, top_fraction_mean
 from vrme.schema import features_schema, read_video_features
+
+
+
+def _params(cfg):
+    """The flow parameters of a config's align and features sections."""
+    return FlowParams.from_sections(cfg.align, cfg.features)
+
 
 K = 20
 ME = (40, 52)  # eyebrow raise, frames (indices) 40..52, apex at 46
@@ -204,12 +212,12 @@ def test_global_head_shift_is_realigned_and_subtracted():
     det, pred = load_models(str(predictor_file(AlignConfig())))
     fa = align_frame(seq[0], det, pred, 320)
     cfg = make_cfg(Path("."), Path("."), k=K)
-    v = window_features(seq, fa.crop_box, fa.crop_landmarks, cfg)
+    v = window_features(seq, fa.crop_box, fa.crop_landmarks, _params(cfg))
     assert v.shape == (36, K)
     # The whole face moved 6 x 4 px: the box follows it and the ROIs stay still.
     assert np.abs(v[:, 1:]).mean() < 0.2
     cfg.features.realign = False
-    v2 = window_features(seq, fa.crop_box, fa.crop_landmarks, cfg)
+    v2 = window_features(seq, fa.crop_box, fa.crop_landmarks, _params(cfg))
     assert np.abs(v2[:, 1:]).mean() > 5 * np.abs(v[:, 1:]).mean()
 
 
@@ -351,7 +359,7 @@ def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
         assert np.all(v[w][:, :off + 1] == 0)
         # Against the window computed from its face frame on: the same columns.
         expect = window_features(frames[start + off:start + K], vl.crop_box[w],
-                                 vl.crop_landmarks[w], cfg)
+                                 vl.crop_landmarks[w], _params(cfg))
         np.testing.assert_array_equal(v[w][:, off + 1:], expect[:, 1:])
         assert np.abs(v[w][:, off + 1:]).max() > 0
         # The alignment is the face frame's own (detected there, not reused from elsewhere).
@@ -360,7 +368,8 @@ def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
         assert np.array_equal(vl.crop_landmarks[w], fa.crop_landmarks)
     # window_features takes the offset itself.
     np.testing.assert_array_equal(
-        window_features(frames[20:40], vl.crop_box[2], vl.crop_landmarks[2], cfg, offset=3),
+        window_features(frames[20:40], vl.crop_box[2], vl.crop_landmarks[2], _params(cfg),
+                        offset=3),
         v[2])
     # The eyebrow raise (frames 24..36) shows in window 2 after its late start.
     apex = 30 - 20

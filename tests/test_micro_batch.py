@@ -38,7 +38,7 @@ def _priors() -> Priors:
 def _fit(cfg: Config):
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, K)
-    history = fit(model, _data(), _priors(), cfg, torch.device("cpu"), progress=False)
+    history = fit(model, _data(), _priors(), cfg.train, torch.device("cpu"), progress=False)
     return model, history
 
 
@@ -73,5 +73,5 @@ def test_fit_with_micro_batches_follows_the_unchunked_run():
 def test_micro_batch_changes_the_fold_hash_and_needs_the_slow_fast_net():
     assert fold_config_hash(_cfg()) != fold_config_hash(_cfg(micro_batch=4))
     with pytest.raises(ConfigError, match="micro_batch"):
-        fit(torch.nn.Linear(2, 2), _data(), _priors(), _cfg(micro_batch=4),
+        fit(torch.nn.Linear(2, 2), _data(), _priors(), _cfg(micro_batch=4).train,
             torch.device("cpu"), progress=False)

@@ -584,7 +584,7 @@ def align_video(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str
     video's status; raises :class:`NoFaceError` when no window shows a face and
     :class:`FrameError` for an unreadable frame under ``bad_frame: fail``.
     """
-    job = plan_align(cfg, row, dataset_root(cfg, root),
+    job = plan_align(cfg, row, dataset_root(cfg.dataset, root),
                      Path(out_path) if out_path is not None else None, 1, force)
     if job.status is not None:
         if job.status.status == "skipped" and "no face" in job.status.reason:
@@ -608,7 +608,7 @@ def run_align(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
     video's windows into that many chunks (the numbers do not depend on it). A video with no
     face, or with a bad frame that ``bad_frame`` does not replace, is reported as skipped
     (the reason names the file) and the run goes on."""
-    root_p = dataset_root(cfg, root)
+    root_p = dataset_root(cfg.dataset, root)
     chunks = max(1, int(workers or 1))
     jobs = [plan_align(cfg, r, root_p, None, chunks, force) for r in _rows(manifest)]
     return run_jobs(jobs, align_chunk, progress=progress, label="align")

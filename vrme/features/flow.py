@@ -48,7 +48,7 @@ from vrme.features.align import (
     run_align,
     window_counts,
 )
-from vrme.config import Config, FeatureConfig, stable_hash
+from vrme.config import AlignConfig, Config, FeatureConfig, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
 from vrme.interrupt import check as check_interrupt
 from vrme.io import read_parquet_metadata
@@ -146,11 +146,11 @@ class FlowParams:
     flow_impl: str = "fast"
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "FlowParams":
-        f: FeatureConfig = cfg.features
+    def from_sections(cls, align: AlignConfig, f: FeatureConfig) -> "FlowParams":
+        """The flow parameters of the ``align`` and ``features`` config sections."""
         fb = f.farneback
         return cls(
-            crop_size=cfg.align.crop_size,
+            crop_size=align.crop_size,
             farneback=(fb.pyr_scale, fb.levels, fb.winsize, fb.iterations, fb.poly_n,
                        fb.poly_sigma),
             realign=f.realign,
@@ -297,12 +297,11 @@ def _step(win: _Window, img: np.ndarray, col: int, p: FlowParams, flow_fn: _Flow
 
 
 def window_features(frames: list[np.ndarray], crop_box: np.ndarray, crop_landmarks: np.ndarray,
-                    cfg: Config, offset: int = 0) -> np.ndarray:
+                    p: FlowParams, offset: int = 0) -> np.ndarray:
     """The 36 x k matrix of one window from its k frames (grayscale, full size), the crop box
     (top, bottom, left, right) and the landmarks on the crop (68 x 2), both found on frame
     ``offset`` (> 0: a ``late`` window; columns 0..offset are zero). For tests and tools;
-    videos go through :func:`extract_video_features`."""
-    p = FlowParams.from_config(cfg)
+    videos go through :func:`extract_video_features`. ``p``: :meth:`FlowParams.from_sections`."""
     layout = roi_layout(crop_landmarks, **p.fractions)
     win = _Window(0, len(frames), crop_box, layout, offset)
     flow_fn = _Flow(p.farneback, p.flow_impl)
@@ -344,7 +343,7 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     """Compute windows w0 .. w0+len(plans)-1 of one video, streaming its frames (worker
     function)."""
     t_all = time.thread_time()
-    p = FlowParams.from_config(cfg)
+    p = FlowParams.from_sections(cfg.align, cfg.features)
     k = cfg.features.k
     half = k // 2
     w1 = w0 + len(plans)
@@ -384,12 +383,12 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
 # -- videos --------------------------------------------------------------------------------------
 
 
-def _window_plans(cfg: Config, vl: VideoLandmarks) -> tuple[list[WindowPlan], np.ndarray]:
+def _window_plans(features: FeatureConfig, vl: VideoLandmarks) -> tuple[list[WindowPlan], np.ndarray]:
     plans: list[WindowPlan] = []
     flags = np.empty(vl.n_windows, dtype=object)
     for w in range(vl.n_windows):
         status = str(vl.status[w])
-        if status == "none" or (status == "reused" and cfg.features.missing_face == "zeros"):
+        if status == "none" or (status == "reused" and features.missing_face == "zeros"):
             plans.append(WindowPlan(None, None))
             flags[w] = "none"
         else:
@@ -476,7 +475,7 @@ def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     counts = vl.counts()
     if counts["none"] == n_windows:
         raise NoFaceError(f"{subject}/{video}: no face detected in any of {n_windows} windows")
-    plans, flags = _window_plans(cfg, vl)
+    plans, flags = _window_plans(cfg.features, vl)
     meta = {
         "stage": "features",
         "params": params,
@@ -509,7 +508,7 @@ def extract_video_features(cfg: Config, row: Mapping[str, Any],
     :func:`landmarks_path` (must exist: run :func:`vrme.features.align.align_video` first);
     ``out_path`` to :func:`feature_path`. Raises :class:`NoFaceError` for a video without a
     face and :class:`FrameError` for an unreadable frame under ``bad_frame: fail``."""
-    r = dataset_root(cfg, root)
+    r = dataset_root(cfg.dataset, root)
     job = plan_features(cfg, row, r, Path(landmarks_file) if landmarks_file else None,
                         Path(out_path) if out_path else None, 1, force)
     if job.status is not None:
@@ -529,7 +528,7 @@ def run_features(cfg: Config, manifest: pd.DataFrame | list[Mapping[str, Any]],
     first (cached videos cost only a fingerprint). Videos with no face, or with a bad frame
     (unreadable, or of another size) that ``bad_frame`` does not replace, are reported as
     skipped with the reason naming the file; the run goes on."""
-    r = dataset_root(cfg, root)
+    r = dataset_root(cfg.dataset, root)
     n_workers = max(1, int(workers or 1))
     rows = ([dict(x) for x in manifest.to_dict(orient="records")]
             if hasattr(manifest, "to_dict") else [dict(x) for x in manifest])

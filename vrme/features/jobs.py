@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from vrme.config import Config
+from vrme.config import DatasetConfig
 from vrme.errors import FrameError, UserError
 from vrme.data.frames import FrameSource
 from vrme.progress import ProgressBar
@@ -198,9 +198,9 @@ def frames_fingerprint(row: Mapping[str, Any], root: str | os.PathLike[str],
     return h.hexdigest()[:16]
 
 
-def dataset_root(cfg: Config, root: str | os.PathLike[str] | None) -> Path:
-    """``root``, else ``cfg.dataset.root``; :class:`UserError` when neither is set."""
-    r = root if root is not None else cfg.dataset.root
+def dataset_root(dataset: DatasetConfig, root: str | os.PathLike[str] | None) -> Path:
+    """``root``, else ``dataset.root``; :class:`UserError` when neither is set."""
+    r = root if root is not None else dataset.root
     if r is None:
         raise UserError("no dataset root: set dataset.root in the config or pass --root")
     return Path(r)

@@ -55,7 +55,7 @@ import pyarrow as pa
 from vrme import catalog
 from vrme.catalog import (FOLD_FILE, INTERVALS_FILE, MODEL_FILE, PRIORS_FILE, SCORES_FILE,
                           TRAIN_FILE, video_file)
-from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, stable_hash
+from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, TrainConfig, stable_hash
 from vrme.decoding.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
 from vrme.errors import DataError
 from vrme.progress import ProgressBar
@@ -311,7 +311,7 @@ def seed_everything(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: Any,
+def fit(model: Any, data: TrainingWindows, priors: Priors, tc: TrainConfig, device: Any,
         progress: bool = True, label: str = "") -> list[dict[str, float]]:
     """Train ``model`` in place on ``data``; returns one record per epoch (mean loss, MSE, CE,
     last learning rate).
@@ -325,7 +325,6 @@ def fit(model: Any, data: TrainingWindows, priors: Priors, cfg: Config, device: 
     """
     import torch
 
-    tc = cfg.train
     if tc.micro_batch is not None:
         from vrme.model import set_micro_batch
 
@@ -607,7 +606,7 @@ def fit_plan(cfg: Config, plan: FoldPlan, out_dir: Path, *, progress: bool = Tru
         seed_everything(cfg.train.seed)
         model = model_factory(cfg.model, cfg.features.k).to(device)
         t1 = time.perf_counter()
-        history = fit(model, data, priors, cfg, device, progress=progress, label=plan.fold)
+        history = fit(model, data, priors, cfg.train, device, progress=progress, label=plan.fold)
         timings["train_s"] = time.perf_counter() - t1
     del data
     # Serialised in memory first: torch reports a failed file write (a full disk) as a bare
