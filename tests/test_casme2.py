@@ -1,5 +1,5 @@
 """CAS(ME)^2: its folder layout and headerless label workbook, written by the synthetic
-generator in the release's format and read back by the real adapter (vrme/layouts/casme2.py);
+generator in the release's format and read back by the real adapter (vrme/data/layouts/casme2.py);
 the strict cell, merge, repeat and identity rules on it. (The whole benchmark on a generated
 CAS(ME)^2 dataset runs in test_orchestration.py, with the other Prefect runs.)"""
 

@@ -1,4 +1,4 @@
-"""The layout registry: every module of vrme/layouts/ registers its layouts, the config accepts
+"""The layout registry: every module of vrme/data/layouts/ registers its layouts, the config accepts
 exactly the registered ones, and a new layout is one module plus one config."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_an_unknown_layout_lists_the_known_ones():
                                          "frame_skip": 1}, "features": {"k": 10}})
     msg = str(exc.value)
     assert "key 'dataset.layout': got 'casme', which is not a layout; the layouts are " in msg
-    assert all(n in msg for n in layouts.names()) and "vrme/layouts/" in msg
+    assert all(n in msg for n in layouts.names()) and "vrme/data/layouts/" in msg
     with pytest.raises(layouts.UnknownLayout, match="the layouts are casme2, casme3"):
         layouts.get("casme")
 

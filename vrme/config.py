@@ -50,7 +50,7 @@ DEFAULT_EMOTION_MAPS: dict[str, dict[str, str]] = {
     lay.name: dict(lay.emotion_map) for lay in _layouts.all_layouts() if lay.emotion_map
 }
 """Each labelled layout's default ``dataset.emotion_map`` (declared in its module,
-``vrme/layouts/``)."""
+``vrme/data/layouts/``)."""
 
 
 class ConfigError(UserError, ValueError):
@@ -84,7 +84,7 @@ class DatasetConfig(_Strict):
 
     name: str = Field(description="Short name used in cache paths, e.g. casme3, samm_lv, demo.")
     layout: str = Field(description="Folder/spreadsheet layout: a layout registered by a module "
-                        "of vrme/layouts/ (casme2, casme3, samm_lv, megc, videos; DATASETS.md).")
+                        "of vrme/data/layouts/ (casme2, casme3, samm_lv, megc, videos; DATASETS.md).")
     root: Path | None = Field(default=None, strict=False,
                               description="Dataset root; CLI --root overrides.")
     label_files: list[str] | None = Field(
@@ -139,7 +139,7 @@ class DatasetConfig(_Strict):
     def _known_layout(cls, v: str) -> str:
         if _layouts.find(v) is None:
             raise ValueError(f"got {v!r}, which is not a layout; the layouts are "
-                             f"{', '.join(_layouts.names())} (one module each in vrme/layouts/; "
+                             f"{', '.join(_layouts.names())} (one module each in vrme/data/layouts/; "
                              "DATASETS.md)")
         return v
 
@@ -427,7 +427,7 @@ class PaperNumbers(_Strict):
 
 
 UNION_LAYOUT = "union"
-"""The layout of the one dataset a multi-dataset config's folds see (vrme/layouts/union.py)."""
+"""The layout of the one dataset a multi-dataset config's folds see (vrme/data/layouts/union.py)."""
 
 MAX_RATE_SPREAD = 1.1
 """Datasets of one config must run at effective frame rates (fps / frame_skip) within this

@@ -1,5 +1,5 @@
 """``vrme synth``: render a synthetic dataset in a real layout (CAS(ME)^3, SAMM-LV, CAS(ME)^2;
-every layout of vrme/layouts/ that declares a rendering)."""
+every layout of vrme/data/layouts/ that declares a rendering)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Ingestion: from a dataset root to ``manifest.parquet``, ``labels.parquet`` and ``skipped.csv``.
 
-The layout (``dataset.layout``, one module each in ``vrme/layouts/``, DATASETS.md) scans the
+The layout (``dataset.layout``, one module each in ``vrme/data/layouts/``, DATASETS.md) scans the
 root into videos and reads its labels into the common event table; this module does the rest
 for every layout alike: frame listing and gaps, the manifest, events checked against the videos
 on disk, and the three tables:

@@ -1,5 +1,5 @@
 """Reading label spreadsheets strictly, as DATASETS.md describes: the rules every layout's reader
-(``vrme/layouts/``) shares.
+(``vrme/data/layouts/``) shares.
 
 Every cell is read unambiguously or its row is refused with the reason. Readers return the events
 they could read and a list of :class:`Issue` records (the lines of ``skipped.csv``) for every row

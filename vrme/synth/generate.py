@@ -26,7 +26,7 @@ Generators seeded by ``(seed, subject)`` and ``(seed, subject, video)``, so one 
 regenerated alone and the same spec always gives byte-identical frames and spreadsheets.
 
 Layouts written (DATASETS.md; each layout's folder and frame names and its spreadsheet writer
-are declared by its module in ``vrme/layouts/``, :class:`vrme.data.layouts.Rendering`):
+are declared by its module in ``vrme/data/layouts/``, :class:`vrme.data.layouts.Rendering`):
 
 - ``casme3``: ``OUT/data/spNO.<i>/<video>/color/<n>.jpg`` (n from 0, not padded; videos ``a``,
   ``b``, ...), ``OUT/casme3_label.xlsx`` (sheet ``label``, header in row 1). As in the real part A

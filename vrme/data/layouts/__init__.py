@@ -203,7 +203,7 @@ def get(name: str) -> Layout:
     layout = find(name)
     if layout is None:
         raise UnknownLayout(f"unknown layout {name!r}: the layouts are {', '.join(names())} "
-                            "(one module each in vrme/layouts/, DATASETS.md)")
+                            "(one module each in vrme/data/layouts/, DATASETS.md)")
     return layout
 
 
