@@ -3,9 +3,10 @@
     python benchmarks/features.py [--seconds 60] [--k 50] [--data DIR] [--repeat 3]
                                   [--workers N]
 
-Generates (once, into ``--data``) a synthetic CAS(ME)^3-layout video with ``vrme.synth.generate``, aligns
-it once, then measures in this process, interleaved round by round (``--repeat`` rounds; medians
-and the per-round ratios are printed, so that a machine whose speed drifts still compares like
+Generates (once, into ``--data``) a synthetic CAS(ME)^3-layout video with ``vrme.synth.generate``,
+aligns it once, then measures in this process, interleaved round by round (``--repeat`` rounds;
+medians and the per-round ratios are printed, so that a machine whose speed drifts still compares
+like
 with like):
 
 - ``fast``: the feature stage with ``features.flow_impl: fast`` (the default: vrme's compiled

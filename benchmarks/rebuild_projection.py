@@ -5,7 +5,8 @@ leave-one-subject-out fold) on this machine, on N workers, and on a GPU when the
 
 Measured here, when the script runs:
 
-* per-frame feature cost: a short video is generated (``vrme.synth.generate``) in each dataset's layout,
+* per-frame feature cost: a short video is generated (``vrme.synth.generate``) in each dataset's
+layout,
   resolution and frame rate, ingested, aligned and featurised with one worker; the CPU time
   per processed frame (after ``dataset.frame_skip``) is the figure, the one-time landmark-model
   load per worker process apart;
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             f_w = feat_cpu / n + m.model_load_s
             t_w = math.ceil(ds.subjects / n) * fold_train
             i_w = infer_all / min(n, ds.subjects)
-            ram = f"{min(n, ds.subjects) * m.peak_rss_mib / 1024:.1f} GiB" if m.peak_rss_mib else "-"
+            ram = (f"{min(n, ds.subjects) * m.peak_rss_mib / 1024:.1f} GiB"
+                   if m.peak_rss_mib else "-")
             print(f"  {label:34}{hours(f_w):>12}{hours(t_w):>12}{hours(i_w):>12}"
                   f"{hours(f_w + t_w + i_w):>12}{ram:>14}")
 

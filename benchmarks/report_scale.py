@@ -140,7 +140,8 @@ def main() -> None:
                 t = time.perf_counter()
                 res = build_report(cfg.run_dir, max_videos=max_videos)
                 times.append(time.perf_counter() - t)
-            print(f"build_report, {max_videos} score curves: median {statistics.median(times):.2f} s"
+            print(f"build_report, {max_videos} score curves: "
+                  f"median {statistics.median(times):.2f} s"
                   f" over {repeat} ({', '.join(f'{x:.2f}' for x in times)})")
         m = res.metrics
         print(f"per-video rows {len(m['per_video'])}, missed {len(m['missed'])}, false "

@@ -116,7 +116,8 @@ def _memoryless_block(dim: int, cfg: ModelConfig) -> nn.Module:
                            dt_rank=cfg.dt_rank, scan="torch")
 
 
-def _swap_mixers(model: nn.Module, make: Callable[[int, ModelConfig], nn.Module], cfg: ModelConfig) -> nn.Module:
+def _swap_mixers(model: nn.Module, make: Callable[[int, ModelConfig], nn.Module],
+                 cfg: ModelConfig) -> nn.Module:
     for m in model.modules():
         if isinstance(m, Block) and isinstance(m.mixer, Mamba):
             m.mixer = make(m.mixer.d_model, cfg)
@@ -178,7 +179,8 @@ def train_step_fn(model: nn.Module, batch: int, k: int, in_ch: int, n_classes: i
     return step
 
 
-def time_interleaved(fns: dict[str, Callable[[], None]], warmup: int, steps: int) -> dict[str, list[float]]:
+def time_interleaved(fns: dict[str, Callable[[], None]], warmup: int,
+                     steps: int) -> dict[str, list[float]]:
     """Run every closure ``warmup`` then ``steps`` times, round-robin with the order rotating
     each round; ms of the timed runs, in round order."""
     names = list(fns)
@@ -291,7 +293,8 @@ def block_figures(setting: Setting, variants: list[str], warmup: int, steps: int
         "mambapy": lambda d: _mambapy_block(d, cfg),
         "floor": lambda d: _memoryless_block(d, cfg),
     }
-    for path, length, dim in (("slow", (k + 1) // 2, cfg.slow_channels), ("fast", k, cfg.fast_channels)):
+    for path, length, dim in (("slow", (k + 1) // 2, cfg.slow_channels),
+                              ("fast", k, cfg.fast_channels)):
         x = torch.randn(batch, length, dim, generator=torch.Generator().manual_seed(1))
         blocks = {v: Block(dim, makers[v](dim), 0.0) for v in variants if v in makers}
         fns = {}
@@ -388,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                                  args.warmup, steps)
             results["blocks"][sname] = rows
             print("\nOne Mamba block, forward + backward:\n")
-            print("| path | B x T x C | variant | ms median | ms min | x floor | saved for backward (MiB) |")
+            print("| path | B x T x C | variant | ms median | ms min | x floor "
+                  "| saved for backward (MiB) |")
             print("|---|---|---|---:|---:|---:|---:|")
             for r in rows:
                 print(f"| {r['path']} | {r['shape']} | {r['variant']} | {r['ms_median']:.1f} | "
@@ -400,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncasme3 step / samm step (medians; {work:.1f}x the window-frames per step):")
         for v in steps_res["casme3"]:
             if v in steps_res["samm"]:
-                print(f"- {v}: {steps_res['casme3'][v]['ms_median'] / steps_res['samm'][v]['ms_median']:.1f}x")
+                ratio = steps_res['casme3'][v]['ms_median'] / steps_res['samm'][v]['ms_median']
+                print(f"- {v}: {ratio:.1f}x")
     results["env"]["load_avg_1min_end"] = os.getloadavg()[0]
     print(f"\nload average (1 min) at start {env['load_avg_1min_start']:.2f}, "
           f"at end {results['env']['load_avg_1min_end']:.2f} on {os.cpu_count()} CPUs")

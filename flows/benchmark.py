@@ -145,7 +145,8 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
              len(failed))
     progress.write(Path(cfg.run_dir) / STAGES_FILE)
     fold_rerun = cli_command("run", p.get("config"), p.get("overrides"), p.get("root"),
-                             p.get("out"), folds=",".join(sorted(failed, key=lambda s: (len(s), s))))
+                             p.get("out"),
+                             folds=",".join(sorted(failed, key=lambda s: (len(s), s))))
     return finish_run(progress, summary, folds=failed, videos=bad_videos,
                       report_error=report_error, interrupted=stopped, rerun=rerun,
                       fold_rerun=fold_rerun)

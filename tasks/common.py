@@ -5,9 +5,10 @@ results are small dicts of paths and counts; large arrays never pass through Pre
 
 Prefect's result cache is not used: whether an output is done and valid is decided by the
 record the output carries (its parameters, input fingerprints and code version; see
-:mod:`vrme.training.train`, :mod:`vrme.features.align`, :mod:`vrme.features.flow`, :mod:`vrme.data.ingest`). A task whose
-outputs are valid returns at once in the state ``Cached`` (:func:`reused`), so the UI shows
-what was reused without a second cache that could disagree with the files.
+:mod:`vrme.training.train`, :mod:`vrme.features.align`, :mod:`vrme.features.flow`,
+:mod:`vrme.data.ingest`). A task whose outputs are valid returns at once in the state ``Cached``
+(:func:`reused`), so the UI shows what was reused without a second cache that could disagree with
+the files.
 """
 
 from __future__ import annotations

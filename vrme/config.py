@@ -84,7 +84,8 @@ class DatasetConfig(_Strict):
 
     name: str = Field(description="Short name used in cache paths, e.g. casme3, samm_lv, demo.")
     layout: str = Field(description="Folder/spreadsheet layout: a layout registered by a module "
-                        "of vrme/data/layouts/ (casme2, casme3, samm_lv, megc, videos; DATASETS.md).")
+                        "of vrme/data/layouts/ (casme2, casme3, samm_lv, megc, videos; "
+                        "DATASETS.md).")
     root: Path | None = Field(default=None, strict=False,
                               description="Dataset root; CLI --root overrides.")
     label_files: list[str] | None = Field(
@@ -139,8 +140,8 @@ class DatasetConfig(_Strict):
     def _known_layout(cls, v: str) -> str:
         if _layouts.find(v) is None:
             raise ValueError(f"got {v!r}, which is not a layout; the layouts are "
-                             f"{', '.join(_layouts.names())} (one module each in vrme/data/layouts/; "
-                             "DATASETS.md)")
+                             f"{', '.join(_layouts.names())} (one module each in "
+                             "vrme/data/layouts/; DATASETS.md)")
         return v
 
 
@@ -210,9 +211,9 @@ class FeatureConfig(_Strict):
     flow_impl: Literal["fast", "opencv"] = Field(
         default="fast",
         description="Farneback implementation: opencv = cv2.calcOpticalFlowFarneback on every "
-        "frame pair, as the reference calls it (its numbers exactly); fast = vrme.features.farneback, the "
-        "same algorithm with each window's first frame expanded once, compiled with numba (flows "
-        "equal to float rounding, about 1e-5 px).",
+        "frame pair, as the reference calls it (its numbers exactly); fast = "
+        "vrme.features.farneback, the same algorithm with each window's first frame expanded "
+        "once, compiled with numba (flows equal to float rounding, about 1e-5 px).",
     )
     missing_face: Literal["reuse", "zeros", "reference"] = Field(
         default="reuse",

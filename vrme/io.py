@@ -53,7 +53,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise WriteError(f"nothing was written to {target}")
-        _fsync(tmp)  # the data is on disk before the name points at it (power loss, not just a kill)
+        # the data is on disk before the name points at it (power loss, not just a kill)
+        _fsync(tmp)
         _injected_disk_full(target, tmp)
         os.replace(tmp, target)
     except OSError as exc:
@@ -218,8 +219,8 @@ def remove_stale_temporaries(folder: str | os.PathLike[str],
 
 def clean_work_folder(out_dir: str | os.PathLike[str]) -> list[Path]:
     """Remove stale temporaries (:func:`remove_stale_temporaries`) from the folders vrme writes
-    under a work folder (:data:`vrme.catalog.WORK_FOLDERS`), log how many, and return them. Runs call it
-    when they start, before they write anything."""
+    under a work folder (:data:`vrme.catalog.WORK_FOLDERS`), log how many, and return them. Runs
+    call it when they start, before they write anything."""
     removed: list[Path] = []
     from vrme.catalog import WORK_FOLDERS
 

@@ -99,7 +99,8 @@ def run_config_flow(flow_name: str, cfg: Any, params: dict[str, Any], what: str,
         rerun = res.outcome.get("rerun") or _rerun_words(flow_name, params)
         Console(stderr=True).print(
             f"[bold yellow]interrupted:[/] {describe_stages(res.stages) or 'nothing finished'}. "
-            f"Finished work is kept; resume with `{rerun}`", markup=True, highlight=False, soft_wrap=True)
+            f"Finished work is kept; resume with `{rerun}`", markup=True, highlight=False,
+            soft_wrap=True)
         sys.exit(130)
     return res
 
@@ -172,7 +173,8 @@ def friendly_errors(fn: F) -> F:
         except (UserError, WriteError) as exc:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True,
+                                       highlight=False, soft_wrap=True)
             sys.exit(1 if isinstance(exc, WriteError) else 2)
 
     return wrapper  # type: ignore[return-value]

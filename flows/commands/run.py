@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     @friendly_errors
-    def demo_cmd(config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/demo.yaml"),
+    def demo_cmd(config: Annotated[Path, typer.Option("--config", "-c")]
+                 = Path("configs/demo.yaml"),
                  out: OutOpt = None, set_: SetOpt = None, refresh: RefreshOpt = False) -> None:
         """The whole benchmark on a small generated dataset (configs/demo.yaml): generates it
         on first use, then runs like `vrme run`."""
@@ -145,7 +146,8 @@ def serve_deployments(plan: list[tuple[str, str, dict[str, Any], str | None]]) -
     from flows.launch import prefect_api
 
     console = Console(stderr=True)
-    with prefect_api(lambda m: console.print(m, highlight=False, soft_wrap=True), services=True) as url:
+    with prefect_api(lambda m: console.print(m, highlight=False, soft_wrap=True),
+                     services=True) as url:
         deps = [load_flow(f).to_deployment(name=d, parameters=p, cron=c, tags=["vrme"],
                                            entrypoint_type=EntrypointType.MODULE_PATH)
                 for f, d, p, c in plan]
@@ -165,7 +167,8 @@ def serve_deployments(plan: list[tuple[str, str, dict[str, Any], str | None]]) -
         if scheduled else ""
     console.print(f"Stopped serving. The deployments stay registered ({', '.join(names)}), "
                   f"and their runs wait until a `vrme serve` executes them.{paused} Remove "
-                  "one with `prefect deployment delete <flow>/<deployment>`.", highlight=False, soft_wrap=True)
+                  "one with `prefect deployment delete <flow>/<deployment>`.", highlight=False,
+                  soft_wrap=True)
 
 
 def _pause_schedules(deployments: list[str]) -> None:

@@ -1,8 +1,8 @@
 """From per-frame model outputs to intervals with an emotion (METHOD.md section 8).
 
 Every function is small and pure. Positions are *indices after frame skipping* within one
-video's covered frames (see :func:`vrme.features.windows.covered_frames`) unless a name says ``frame``
-(original numbering).
+video's covered frames (see :func:`vrme.features.windows.covered_frames`) unless a name says
+``frame`` (original numbering).
 
 Deliberate differences from the reference:
 
@@ -38,8 +38,8 @@ from vrme.config import CLASS_NAMES, DecodeConfig
 
 DECODE_VERSION = 1
 """Version of the decoding numerics. Part of every fold's decode hash
-(:func:`vrme.training.train.decode_hash`): bump it with any change that changes decoded intervals, and
-exactly the fold intervals are decoded again (no training)."""
+(:func:`vrme.training.train.decode_hash`): bump it with any change that changes decoded intervals,
+and exactly the fold intervals are decoded again (no training)."""
 
 NEUTRAL_CLASS = len(CLASS_NAMES) - 1
 NEGATIVE_CLASS = CLASS_NAMES.index("negative")

@@ -1,1 +1,2 @@
-"""Align and features: face landmarks and crops (align), ROIs, Farneback optical flow, the per-window ROI flow features and their Parquet cache."""
+"""Align and features: face landmarks and crops (align), ROIs, Farneback optical flow, the
+per-window ROI flow features and their Parquet cache."""

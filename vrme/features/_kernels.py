@@ -1,5 +1,5 @@
-"""Compiled kernels of :mod:`vrme.features.farneback` and :mod:`vrme.features.rois` (numba; imported on first
-use only).
+"""Compiled kernels of :mod:`vrme.features.farneback` and :mod:`vrme.features.rois` (numba; imported
+on first use only).
 
 Arrays: images (h, w) float32; expansions (5, h, w) float32 holding, per pixel, the y and x
 gradient terms, the yy and xx terms and the xy term of the local quadratic polynomial; flows

@@ -1,19 +1,20 @@
 """Stage 2: ROI optical-flow window features (METHOD.md 2-3), streamed and cached to Parquet.
 
-Reads the landmarks written by :mod:`vrme.features.align` (it never runs dlib) and, for every window w
-of k frames (indices w*k/2 .. w*k/2 + k - 1 after frame skipping), computes a 36 x k float32
+Reads the landmarks written by :mod:`vrme.features.align` (it never runs dlib) and, for every window
+w of k frames (indices w*k/2 .. w*k/2 + k - 1 after frame skipping), computes a 36 x k float32
 matrix: for every later frame of the window, the face crop (the window's crop box, resized to
 ``align.crop_size``) is compared with the window's first frame by Farneback optical flow on 7
-regions; each of the 18 ROIs of :mod:`vrme.features.rois` gives the mean of its largest flow vectors minus
-the global (nose-ridge) motion. When the global motion exceeds ``realign_threshold_px2`` the crop
-box is shifted by it (rounded) and the flow recomputed, at most ``realign_max_iter`` times; the
+regions; each of the 18 ROIs of :mod:`vrme.features.rois` gives the mean of its largest flow vectors
+minus the global (nose-ridge) motion. When the global motion exceeds ``realign_threshold_px2`` the
+crop box is shifted by it (rounded) and the flow recomputed, at most ``realign_max_iter`` times; the
 shift carries over to the window's later frames. Column 0 is zero. A ``late`` window
 (``missing_face: reference``) is compared with its first frame that has a face instead; the
 columns up to that frame are zero.
 
 The flow is ``cv2.calcOpticalFlowFarneback`` on every frame pair with ``flow_impl: opencv``
-(the reference's numbers exactly) or, by default (``fast``), :class:`vrme.features.farneback.Farneback`,
-which expands each window's first-frame regions once (the same flows to float rounding).
+(the reference's numbers exactly) or, by default (``fast``),
+:class:`vrme.features.farneback.Farneback`, which expands each window's first-frame regions once
+(the same flows to float rounding).
 
 Frames are streamed: every frame is decoded once and fed to the (at most two) windows that
 contain it, so memory does not depend on the video's length. A video's windows are split into
@@ -383,7 +384,8 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
 # -- videos --------------------------------------------------------------------------------------
 
 
-def _window_plans(features: FeatureConfig, vl: VideoLandmarks) -> tuple[list[WindowPlan], np.ndarray]:
+def _window_plans(features: FeatureConfig,
+                  vl: VideoLandmarks) -> tuple[list[WindowPlan], np.ndarray]:
     plans: list[WindowPlan] = []
     flags = np.empty(vl.n_windows, dtype=object)
     for w in range(vl.n_windows):

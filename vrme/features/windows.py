@@ -255,7 +255,8 @@ class TrainingSelection:
     class_counts: np.ndarray
 
 
-def select_training_windows(videos: list[VideoRef], events_by_video: dict[tuple[str, str], pd.DataFrame],
+def select_training_windows(videos: list[VideoRef],
+                            events_by_video: dict[tuple[str, str], pd.DataFrame],
                             ratio: float, seed: int, n_classes: int = len(CLASS_NAMES)
                             ) -> TrainingSelection:
     """Every window that contains an ME frame, plus ``int(n_me * ratio)`` ME-free windows drawn

@@ -554,8 +554,8 @@ def predict_folder(ens: Ensemble, root: str | os.PathLike[str], out_csv: str | o
 
 @dataclass
 class SpotResult:
-    """One video's intervals (:data:`vrme.decoding.decode.OUTPUT_COLUMNS`, original frame numbers) and
-    per-frame outputs (``scores``: SCORE_COLUMNS), with the frame rate, skip and k_p used.
+    """One video's intervals (:data:`vrme.decoding.decode.OUTPUT_COLUMNS`, original frame numbers)
+    and per-frame outputs (``scores``: SCORE_COLUMNS), with the frame rate, skip and k_p used.
     Unpacks as ``intervals, scores``."""
 
     intervals: pd.DataFrame

@@ -55,7 +55,8 @@ def build_model(cfg: ModelConfig, k: int) -> SlowFastNet:
         raise ConfigError(f"model.scan: 'fused' needs the fused CPU kernel, which is not available "
                           f"here ({fused_scan_error()}); set model.scan to 'auto' or 'torch'")
     if cfg.backbone == "transformer":
-        for name, ch in (("fast_channels", cfg.fast_channels), ("slow_channels", cfg.slow_channels)):
+        for name, ch in (("fast_channels", cfg.fast_channels),
+                         ("slow_channels", cfg.slow_channels)):
             if ch % cfg.n_heads:
                 raise ConfigError(
                     f"model.n_heads: {cfg.n_heads} heads must divide model.{name} ({ch})"

@@ -74,7 +74,8 @@ class TransformerMixer(nn.Module):
             raise ValueError(f"model.n_heads ({n_heads}) must divide the channel count ({dim})")
         self.attn = nn.MultiheadAttention(dim, n_heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, expand * dim), nn.GELU(), nn.Linear(expand * dim, dim))
+        self.ffn = nn.Sequential(nn.Linear(dim, expand * dim), nn.GELU(),
+                                 nn.Linear(expand * dim, dim))
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)

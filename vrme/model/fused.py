@@ -46,7 +46,8 @@ _GROUPS = 16
 _BASE_FLAGS = ["-O3", "-fopenmp-simd", "-fPIC", "-shared"]
 # For this CPU, with 512-bit vectors where it has them (gcc prefers 256 by default): the
 # first set the compiler accepts.
-_ARCH_FLAGS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], ["-mcpu=native"], [])
+_ARCH_FLAGS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"],
+               ["-mcpu=native"], [])
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 

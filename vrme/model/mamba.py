@@ -2,8 +2,8 @@
 
 ``in_proj -> causal depthwise conv1d -> SiLU -> x_proj to (dt, B, C) -> dt_proj + softplus ->
 selective scan (A = -exp(A_log), D skip) -> gate with SiLU(z) -> out_proj``. Sequences are
-``(batch, time, d_model)``. Parameter names and shapes follow ``mamba_ssm.modules.mamba_simple.Mamba``
-so state dicts line up.
+``(batch, time, d_model)``. Parameter names and shapes follow
+``mamba_ssm.modules.mamba_simple.Mamba`` so state dicts line up.
 """
 
 from __future__ import annotations

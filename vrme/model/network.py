@@ -86,7 +86,8 @@ class SlowFastNet(nn.Module):
         self.stem_slow = nn.Sequential(*_conv_bn_relu(fast_channels, slow_channels, 2))
         rates = drop_path_rates(drop_path, blocks_per_stage)
         mixer_args = dict(
-            d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank, n_heads=n_heads, scan=scan
+            d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank, n_heads=n_heads,
+            scan=scan
         )
 
         def stage(dim: int) -> nn.ModuleList:

@@ -271,7 +271,8 @@ def selective_scan_ref(
     h = u.new_zeros(b, Dc, A.shape[1])
     ys = []
     for t in range(L):
-        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
+        h = (torch.exp(delta[:, t, :, None] * A) * h
+             + (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :])
         ys.append((h * C[:, t, None, :]).sum(-1))
     y = torch.stack(ys, dim=1)
     if D is not None:

@@ -40,9 +40,9 @@ def plan_final(cfg: Config, manifest: pd.DataFrame | str | os.PathLike[str],
                features_dir: str | os.PathLike[str]):  # noqa: ANN201 - vrme.training.train.FoldPlan
     """The training plan of a final model: every subject's videos (those with a
     micro-expression, or all under ``train.train_videos: all``), windows selected as for a
-    fold, priors from every label. Returns a :class:`vrme.training.train.FoldPlan` with fold ``"all"``
-    and no test video. Raises :class:`DataError` when a needed feature file is missing or no
-    video has a micro-expression."""
+    fold, priors from every label. Returns a :class:`vrme.training.train.FoldPlan` with fold
+    ``"all"`` and no test video. Raises :class:`DataError` when a needed feature file is missing or
+    no video has a micro-expression."""
     from vrme.training.train import plan_fold
 
     return plan_fold(cfg, None, manifest, labels, features_dir)
@@ -72,8 +72,8 @@ def final_is_complete(model_dir: str | os.PathLike[str], config_hash: str | None
 
 
 def current_final_model(cfg: Config) -> Path | None:
-    """The config's final model folder (:func:`vrme.catalog.final_dir`) when it holds a finished model
-    made with this config and these inputs (ingested tables and features under the config's
+    """The config's final model folder (:func:`vrme.catalog.final_dir`) when it holds a finished
+    model made with this config and these inputs (ingested tables and features under the config's
     work folder); else None."""
     from vrme.features.flow import features_dir
     from vrme.training.train import fold_config_hash

@@ -6,8 +6,8 @@ the paper code's ("reference"). It writes ``<run_dir>/predictions.csv`` (pooled 
 original frame numbers) and ``<run_dir>/loso.json`` (metrics, pooled and per fold).
 
 Folds run one after another here; an orchestrator can instead call
-:func:`vrme.training.train.train_fold` per subject in parallel and then :func:`pool_fold_intervals` and
-:func:`score_intervals`.
+:func:`vrme.training.train.train_fold` per subject in parallel and then :func:`pool_fold_intervals`
+and :func:`score_intervals`.
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ def run_loso(cfg: Config, manifest_path: str | os.PathLike[str] | pd.DataFrame,
              models_dir: str | os.PathLike[str] | None = None) -> LosoResult:
     """Run every fold (or the named ones), pool their intervals and score them.
 
-    With ``reuse`` what is still valid is reused (:func:`vrme.training.train.train_fold`): a finished
-    fold with the same settings and inputs as it is, a trained fold with the same training
+    With ``reuse`` what is still valid is reused (:func:`vrme.training.train.train_fold`): a
+    finished fold with the same settings and inputs as it is, a trained fold with the same training
     settings and inputs decoded again. ``models_dir`` keeps trained folds per training hash
     (see :func:`vrme.training.train.models_dir`). Scoring uses the real labels of the scored
     subjects (also under ``train.shuffle_labels``, which only moves the training labels).

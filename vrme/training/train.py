@@ -16,21 +16,22 @@ Training and decoding are two records. The trained network and its per-frame sco
 (``model.pt``, ``scores.parquet``) depend only on the training settings (:func:`train_hash`,
 which includes :data:`TRAIN_VERSION`) and the training inputs; ``train.json`` next to them says
 so. The intervals depend on the scores, k_p and the decode settings (:func:`decode_hash`, which
-includes :data:`vrme.decoding.decode.DECODE_VERSION`). With ``models_dir`` (what a benchmark run uses:
-``<out>/models/<dataset>/<train-hash>/``) trained folds are kept per training hash, so a change
-of decoding settings, or a return to a config run before, trains nothing: the fold is only
+includes :data:`vrme.decoding.decode.DECODE_VERSION`). With ``models_dir`` (what a benchmark run
+uses: ``<out>/models/<dataset>/<train-hash>/``) trained folds are kept per training hash, so a
+change of decoding settings, or a return to a config run before, trains nothing: the fold is only
 decoded again. The fold folder then holds links to the model and scores it was decoded from.
 
 Memory: only the training windows the fold selects are loaded (every window containing an ME
 frame and a seeded sample of ME-free ones); test videos are streamed one at a time.
 
 Deliberate differences from the reference: priors from the training subjects only (see
-:mod:`vrme.training.priors`); labels mapped with each video's real first frame (:mod:`vrme.features.windows`);
-stitching per video (:mod:`vrme.decoding.decode`); no validation pass on the held-out subject's labels
-(the reference prints one every 6 epochs; it never influences the model, which is the last
-epoch's); the cross-entropy mean is over frames, as the reference's one-hot targets make it
-(not over the summed weights, as class-index targets would); the scale factor of the
-augmentation is drawn uniformly in ``train.scale_aug`` (the reference draws whole percents).
+:mod:`vrme.training.priors`); labels mapped with each video's real first frame
+(:mod:`vrme.features.windows`); stitching per video (:mod:`vrme.decoding.decode`); no validation
+pass on the held-out subject's labels (the reference prints one every 6 epochs; it never influences
+the model, which is the last epoch's); the cross-entropy mean is over frames, as the reference's
+one-hot targets make it (not over the summed weights, as class-index targets would); the scale
+factor of the augmentation is drawn uniformly in ``train.scale_aug`` (the reference draws whole
+percents).
 """
 
 from __future__ import annotations
