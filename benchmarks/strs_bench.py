@@ -28,7 +28,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vrme.metrics.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, read_strs_csv  # noqa: E402
+from tests.helpers.strs_oracle import evaluate_loop  # noqa: E402  (the test oracle)
+from vrme.metrics.strs import JSON_KEYS, evaluate_strs, read_strs_csv  # noqa: E402
 
 EMOTIONS = np.array(["negative", "positive", "surprise", "others"])
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
         for variant in ("official", "reference"):
             t0 = time.perf_counter()
-            slow = _evaluate_loop(small_p, small_g, None, variant=variant)
+            slow = evaluate_loop(small_p, small_g, None, variant=variant)
             t_slow = time.perf_counter() - t0
             t0 = time.perf_counter()
             fast = evaluate_strs(small_p, small_g, None, variant=variant).to_dict()

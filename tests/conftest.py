@@ -1,4 +1,6 @@
-"""Shared fixtures: paths, tiny datasets written with real JPEG frames."""
+"""Shared fixtures: the tiny synthetic dataset, the tiny benchmark built on it, tiny label-layout
+roots, the Prefect test harness. Shared code (paths, the tiny-config factory) is in
+``tests/helpers``."""
 
 from __future__ import annotations
 
@@ -16,41 +18,22 @@ os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.pop("PREFECT_API_URL", None)
 
-import cv2
-import numpy as np
+import time
+from dataclasses import dataclass, field
+
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.helpers import FIXTURES, TINY_SYNTH, tiny_config, write_frames
+from vrme.config import Config
 
 # Keep torch and OpenCV from oversubscribing the two CI cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-TINY_SYNTH = dict(subjects=3, videos=1, seconds=6, fps=30, width=320, height=240,
-                  mes_per_video=3, macros_per_video=0, seed=3)
-"""A synthetic CAS(ME)^3-layout dataset small enough to run the whole benchmark in seconds."""
-
-
-def tiny_config_text(root: Path, out: Path, extra: str = "", layout: str = "casme3",
-                     synth: dict | None = None) -> str:
-    """YAML of a tiny benchmark config on ``root`` writing to ``out`` (``extra`` is appended
-    inside the top level, e.g. an ``orchestration:`` block) in ``layout`` (a 30 fps one),
-    its ``synth:`` section ``synth`` (default :data:`TINY_SYNTH`)."""
-    synth_text = ", ".join(f"{k}: {v}" for k, v in (synth or TINY_SYNTH).items())
-    return (
-        f"dataset: {{name: tiny, layout: {layout}, root: {root}, fps: 30, frame_skip: 1}}\n"
-        f"synth: {{{synth_text}}}\n"
-        "features: {k: 16}\n"
-        "model: {backbone: gru, fast_channels: 8, slow_channels: 16, stages: 1, "
-        "blocks_per_stage: 1, d_state: 4}\n"
-        "train: {epochs: 2, batch_size: 8, lr: 0.003, ratio: 1, device: cpu, threads: 1}\n"
-        f"run: {{out: {out}}}\n" + extra
-    )
-
 
 @pytest.fixture(scope="session")
 def tiny_synth_root(tmp_path_factory) -> Path:
-    """Generated once per session: 3 subjects x 1 video x 6 s at 30 fps, 320 x 240."""
+    """The one tiny dataset, generated once per session: :data:`TINY_SYNTH` (3 subjects x 1
+    video x 6 s at 30 fps, 320 x 240, CAS(ME)^3 layout)."""
     from vrme.synth.generate import SynthSpec, generate_dataset
 
     root = tmp_path_factory.mktemp("tiny-synth") / "data"
@@ -71,15 +54,6 @@ def prefect_harness():
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
-
-
-def write_frames(folder: Path, numbers, name=lambda n: f"{n}.jpg", size=(48, 64), seed=0) -> None:
-    """Write small grey JPEG frames numbered ``numbers`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, size=size, dtype=np.uint8)
-    for n in numbers:
-        cv2.imwrite(str(folder / name(n)), base)
 
 
 @pytest.fixture
@@ -108,58 +82,68 @@ def tiny_samm(tmp_path: Path) -> Path:
     return root
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# -- the tiny benchmark: the tiny dataset run end to end, once per session -----------------------
+# Real dlib alignment, real optical-flow features, real training (a Mamba network with 16
+# channels and d_state 4, 20 epochs), leave-one-subject-out, then a final model on all subjects.
+# Shared by test_report.py and test_predict.py.
 
 
-def real_prefect_server(home: Path, ui: bool = False):
-    """A real ``prefect server start`` (its own SQLite database in ``home``) on a free loopback
-    port, as a researcher starts it: a context manager yielding (api_url, environment for
-    clients). ``ui``: serve the UI too (its API address set to this port)."""
-    import contextlib
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+def bench_config(root: Path, out: Path, **paper):
+    """The tiny benchmark's config (dataset at ``root``, work folder ``out``)."""
+    return tiny_config("casme3", root=root, out=out, name="tiny", k=16,
+                       model={"backbone": "mamba", "fast_channels": 16, "slow_channels": 16,
+                              "stages": 2, "blocks_per_stage": 1, "d_state": 4,
+                              "drop_path": 0.1},
+                       train={"epochs": 20, "batch_size": 16, "lr": 3e-3, "ratio": 1.0,
+                              "seed": 100, "device": "cpu"},
+                       run={"name": "tiny"}, paper=paper)
 
-    @contextlib.contextmanager
-    def run():
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/api"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                   PREFECT_LOGGING_EXTRA_LOGGERS="vrme")
-        env.update(PREFECT_UI_API_URL=url) if ui else env.update(PREFECT_UI_ENABLED="false")
-        log = open(home / "server.log", "w")
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start",
-                                 "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"prefect server did not start: "
-                                   f"{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        try:
-            yield url, {**env, "PREFECT_API_URL": url}
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
 
-    return run()
+@dataclass
+class TinyBench:
+    cfg: Config
+    root: Path
+    run_dir: Path
+    report: object
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory, tiny_synth_root) -> TinyBench:
+    from vrme.catalog import labels_path, manifest_path
+    from vrme.features.flow import features_dir, run_features
+    from vrme.data.ingest import ingest
+    from vrme.training.loso import run_loso
+    from vrme.report.build import build_report, write_run_info
+
+    base = tmp_path_factory.mktemp("tiny_bench")
+    seconds: dict[str, float] = {}
+    cfg = bench_config(tiny_synth_root, base / "work")
+    t = time.perf_counter()
+    manifest = ingest(cfg).manifest
+    statuses = run_features(cfg, manifest, progress=False)
+    assert all(s.status == "computed" for s in statuses), [(s.video, s.reason) for s in statuses]
+    seconds["features"] = time.perf_counter() - t
+    write_run_info(cfg.run_dir, cfg)
+    t = time.perf_counter()
+    run_loso(cfg, manifest_path(cfg), labels_path(cfg),
+             features_dir(cfg), cfg.run_dir, progress=False)
+    seconds["loso"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rep = build_report(cfg.run_dir)
+    seconds["report"] = time.perf_counter() - t
+    return TinyBench(cfg=cfg, root=tiny_synth_root, run_dir=cfg.run_dir, report=rep,
+                     seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def spec_kw() -> dict:
+    """The SynthSpec arguments of the tiny dataset (the tiny benchmark's)."""
+    return {"layout": "casme3", **TINY_SYNTH}
+
+
+@pytest.fixture(scope="session")
+def final_model(tiny_bench) -> Path:
+    from vrme.training.final import train_final
+
+    return train_final(tiny_bench.cfg, progress=False)

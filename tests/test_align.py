@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests import facegen
+from tests.helpers import facegen, videos_config
 from vrme.features.align import (
     LANDMARKS_SCHEMA,
     FrameAlignment,
@@ -23,20 +23,9 @@ from vrme.features.align import (
     read_landmarks,
     run_align,
 )
-from vrme.config import AlignConfig, Config, config_from_mapping
+from vrme.config import AlignConfig
 from vrme.errors import NoFaceError
 
-
-def make_cfg(root: Path, out: Path, k: int = 20, **features) -> Config:
-    return config_from_mapping(
-        {
-            "dataset": {"name": "test", "layout": "videos", "fps": 30, "frame_skip": 1,
-                        "root": str(root)},
-            "features": {"k": k, **features},
-            "run": {"out": str(out)},
-        },
-        "test",
-    )
 
 
 def test_crop_box_integer_arithmetic():
@@ -91,7 +80,7 @@ def test_align_video_schema_cache_and_reuse(tmp_path):
     # k = 20: windows start at 0, 10, 20, 30, 40; frame 20 (window 2) shows no face.
     frames, _ = facegen.render(60, blank={20})
     row = facegen.write_video(root, "s1", "v1", frames, first=5)
-    cfg = make_cfg(root, out)
+    cfg = videos_config(root, out)
     st = align_video(cfg, row)
     assert st.status == "computed" and st.n_windows == 5
     assert st.counts == {"detected": 4, "reused": 1, "none": 0}
@@ -113,7 +102,7 @@ def test_align_video_schema_cache_and_reuse(tmp_path):
     os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     assert align_video(cfg, row).status == "computed"
     # A changed alignment parameter goes to another folder.
-    cfg2 = make_cfg(root, out)
+    cfg2 = videos_config(root, out)
     cfg2.align.crop_size = 256
     assert landmarks_path(cfg2, "s1", "v1") != path
     assert align_video(cfg2, row).status == "computed"
@@ -124,7 +113,7 @@ def test_video_without_face_is_skipped_and_run_goes_on(tmp_path):
     frames, _ = facegen.render(40)
     good = facegen.write_video(root, "s1", "face", frames)
     blank = facegen.write_video(root, "s1", "blank", [np.full_like(frames[0], 90)] * 40)
-    cfg = make_cfg(root, out)
+    cfg = videos_config(root, out)
     with pytest.raises(NoFaceError, match="s1/blank"):
         align_video(cfg, blank)
     statuses = run_align(cfg, [blank, good], workers=1, progress=False)

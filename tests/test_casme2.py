@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import PROJECT, write_frames
+from tests.helpers import PROJECT, write_frames
 from vrme.config import config_from_mapping, load_config
 from vrme.errors import DataError, LabelError
 from vrme.data.ingest import check_layout, ingest

@@ -15,8 +15,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from tests.conftest import TINY_SYNTH
-from tests.test_config import NOT_CLEAN_YAML
+from tests.helpers import NOT_CLEAN_YAML, TINY_SYNTH
 
 BIN = Path(sys.executable).parent
 HEADER = "subject,video,onset,offset,emotion\n"

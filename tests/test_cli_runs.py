@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import PROJECT, tiny_config_text
+from tests.helpers import PROJECT, tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

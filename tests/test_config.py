@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import NOT_CLEAN_YAML
 from vrme.config import ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -107,17 +108,6 @@ def test_numbers_are_read_as_numbers():
     assert cfg.decode.interval_strategy == 0
 
 
-NOT_CLEAN_YAML = [
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a UTF-8 text file (byte 0x89 at offset 0"),
-    ("dataset: {name: t}\n".encode("utf-16"), "not a UTF-8 text file"),
-    (b"dataset: 1\x00\x00\n", "not a text file (it holds NUL bytes)"),
-    (b"dataset: [1\nfeatures: 2\n", "not valid YAML: line 2, column"),
-    (b"\tdataset: x\n", "not valid YAML: line 1"),
-    (b"- a\n- b\n", "top level must be a mapping"),
-    (b"", "missing required key 'dataset'; missing required key 'features'"),
-    (b"dataset: {name: t}\ndataset: {name: u}\n", "key 'dataset' appears twice (lines 1 and 2)"),
-]
-"""Config files that are not clean UTF-8 YAML, and the one-line message each gets."""
 
 
 @pytest.mark.parametrize("content, needle", NOT_CLEAN_YAML)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import tiny_config_text
+from tests.helpers import tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

@@ -8,8 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests import facegen
-from tests.test_align import make_cfg
+from tests.helpers import facegen, videos_config
 from vrme.features.align import align_video, landmarks_path, read_landmarks
 from vrme.errors import FrameError, UserError
 from vrme.features.flow import (
@@ -45,7 +44,7 @@ def me_video(tmp_path_factory):
     root, out = base / "data", base / "work"
     frames, info = facegen.render(120, me=ME, amplitude=2.5)
     row = facegen.write_video(root, "s1", "v1", frames, first=1)
-    cfg = make_cfg(root, out, k=K)
+    cfg = videos_config(root, out, k=K)
     statuses = run_features(cfg, [row], workers=1, progress=False)
     return cfg, row, statuses, info
 
@@ -161,7 +160,7 @@ def test_window_without_face_reuses_nearest_landmarks(tmp_path):
     root, out = tmp_path / "data", tmp_path / "work"
     frames, _ = facegen.render(60, blank={20})
     row = facegen.write_video(root, "s1", "v1", frames)
-    cfg = make_cfg(root, out, k=K)
+    cfg = videos_config(root, out, k=K)
     align_video(cfg, row)
     st = extract_video_features(cfg, row)
     assert st.counts == {"detected": 4, "reused": 1, "none": 0}
@@ -171,7 +170,7 @@ def test_window_without_face_reuses_nearest_landmarks(tmp_path):
     # The blank first frame gives large flow against the face, but finite numbers.
     assert np.isfinite(vf.values).all() and np.abs(vf.values[2]).max() > 0
     # zeros: the window is all zeros, flagged none.
-    cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
+    cfg0 = videos_config(root, out, k=K, missing_face="zeros")
     st0 = extract_video_features(cfg0, row)
     vf0 = read_video_features(st0.path)
     assert vf0.align.tolist()[2] == "none" and np.all(vf0.values[2] == 0)
@@ -185,12 +184,12 @@ def test_truncated_jpeg_fails_naming_the_file(tmp_path):
     bad = root / "s1" / "v1" / "13.jpg"
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
-    cfg = make_cfg(root, out, k=K, bad_frame="fail")
+    cfg = videos_config(root, out, k=K, bad_frame="fail")
     align_video(cfg, row)  # window starts 0, 10, 20 are readable
     with pytest.raises(FrameError, match=str(bad)):
         extract_video_features(cfg, row)
     # repeat_previous: the frame is replaced by frame 12 and reported.
-    cfg2 = make_cfg(root, out, k=K, bad_frame="repeat_previous")
+    cfg2 = videos_config(root, out, k=K, bad_frame="repeat_previous")
     with pytest.raises(UserError, match="vrme align"):
         extract_video_features(cfg2, row)  # other landmarks parameters: align first
     (st,) = run_features(cfg2, [row], workers=1, progress=False)
@@ -211,7 +210,7 @@ def test_global_head_shift_is_realigned_and_subtracted():
     seq = [cv2.resize(f, None, fx=2, fy=2) for f in [frames[0]] + shifted[1:]]
     det, pred = load_models(str(predictor_file(AlignConfig())))
     fa = align_frame(seq[0], det, pred, 320)
-    cfg = make_cfg(Path("."), Path("."), k=K)
+    cfg = videos_config(Path("."), Path("."), k=K)
     v = window_features(seq, fa.crop_box, fa.crop_landmarks, _params(cfg))
     assert v.shape == (36, K)
     # The whole face moved 6 x 4 px: the box follows it and the ROIs stay still.
@@ -248,7 +247,7 @@ def test_video_file_source(tmp_path):
     writer.release()
     row = facegen.manifest_row("s1", "clip", "s1/clip.avi", 0, 40)
     row.update(source="video", name_suffix="", frame_numbering="video")
-    cfg = make_cfg(root, out, k=K)
+    cfg = videos_config(root, out, k=K)
     (st,) = run_features(cfg, [row], workers=2, progress=False)
     assert st.status == "computed" and st.n_windows == 3 and st.frames_read == 40
     v = read_video_features(st.path).values
@@ -307,8 +306,8 @@ def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
     render_video_file(spec, root / "s1" / "v1.avi")
     row = facegen.manifest_row("s1", "v1", "s1/v1.avi", 0, 150)
     row.update(source="video", name_suffix="", frame_numbering="video")
-    fast = make_cfg(root, out, k=K)
-    exact = make_cfg(root, out, k=K, flow_impl="opencv")
+    fast = videos_config(root, out, k=K)
+    exact = videos_config(root, out, k=K, flow_impl="opencv")
     assert fast.features.flow_impl == "fast"
     assert feature_path(fast, "s1", "v1") != feature_path(exact, "s1", "v1")
     align_video(fast, row)
@@ -337,14 +336,14 @@ def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
     blank = {0, 1, 20, 21, 22} | set(range(40, 70))
     frames, _ = facegen.render(70, me=(24, 36), amplitude=2.5, blank=blank)
     row = facegen.write_video(root, "s1", "v1", frames)
-    cfg = make_cfg(root, out, k=K, missing_face="reference")
+    cfg = videos_config(root, out, k=K, missing_face="reference")
     st_a = align_video(cfg, row)
     assert st_a.counts == {"detected": 2, "reused": 0, "none": 2, "late": 2}
     vl = read_landmarks(landmarks_path(cfg, "s1", "v1"))
     assert vl.status.tolist() == ["late", "detected", "late", "detected", "none", "none"]
     assert vl.face_offset.tolist() == [2, 0, 3, 0, 0, 0]
     # The landmarks of the other rules are elsewhere (they search the first frame only).
-    reuse = make_cfg(root, out, k=K)
+    reuse = videos_config(root, out, k=K)
     assert landmarks_path(reuse, "s1", "v1") != landmarks_path(cfg, "s1", "v1")
     st = extract_video_features(cfg, row)
     assert st.counts == st_a.counts
@@ -375,7 +374,7 @@ def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
     apex = 30 - 20
     assert v[2][[y_row("brow_left"), y_row("brow_right")], apex].max() < -2.0
     # zeros: the windows whose first frame has no face are all zero, nothing is searched.
-    cfg0 = make_cfg(root, out, k=K, missing_face="zeros")
+    cfg0 = videos_config(root, out, k=K, missing_face="zeros")
     align_video(cfg0, row)
     v0 = read_video_features(extract_video_features(cfg0, row).path).values
     assert np.all(v0[[0, 2, 4, 5]] == 0)

@@ -9,19 +9,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.conftest import write_frames
-from vrme.config import config_from_mapping
+from tests.helpers import write_frames, layout_config
 from vrme.errors import FrameError
 from vrme.data.frames import FrameSource, list_frames
 from vrme.data.ingest import ingest
-
-
-def make_cfg(layout, root, out, **dataset):
-    return config_from_mapping({
-        "dataset": {"name": "t", "layout": layout, "root": str(root),
-                    "fps": 200 if layout == "samm_lv" else 30,
-                    "frame_skip": 7 if layout == "samm_lv" else 1, **dataset},
-        "features": {"k": 10}, "run": {"out": str(out)}})
 
 
 def entries(res, subject, video):
@@ -35,7 +26,7 @@ def entries(res, subject, video):
 def test_a_stray_image_of_another_pattern_is_ignored_not_a_gap(tiny_casme3, tmp_path):
     color = tiny_casme3 / "data/dzw/a1/color"
     write_frames(color, [9999], name=lambda n: f"IMG_{n}.jpg")  # the example
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     row = res.manifest.set_index(["subject", "video"]).loc[("dzw", "a1")]
     assert (row.n_frames, row.first_frame, row.last_frame, row.frame_numbering) == (
         30, 0, 29, "contiguous")
@@ -57,7 +48,7 @@ def test_files_that_do_not_follow_the_pattern_are_listed_and_not_read(tiny_casme
     color = tiny_casme3 / "data/gcf/d1/color"
     for name in strays:
         (color / name).write_bytes((color / "0.jpg").read_bytes())
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     row = res.manifest.set_index(["subject", "video"]).loc[("gcf", "d1")]
     assert (row.n_frames, row.n_files, row.name_prefix, row.name_suffix, row.pad_width) == (
         30, 30, "", ".jpg", 0)
@@ -68,7 +59,7 @@ def test_files_that_do_not_follow_the_pattern_are_listed_and_not_read(tiny_casme
 
 def test_a_subfolder_is_not_a_file_of_the_video(tiny_casme3, tmp_path):
     (tiny_casme3 / "data/dzw/d1/color/thumbs").mkdir()
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     assert entries(res, "dzw", "d1").empty
 
 
@@ -76,7 +67,7 @@ def test_samm_frames_follow_the_video_prefix(tiny_samm, tmp_path):
     folder = tiny_samm / "SAMM_longvideos/001_2"
     write_frames(folder, [7], name=lambda n: f"001_3_{n:04d}.jpg")  # another video's frame
     write_frames(folder, [8], name=lambda n: f"001_2_{n:05d}.jpg")  # another padding
-    res = ingest(make_cfg("samm_lv", tiny_samm, tmp_path / "out"))
+    res = ingest(layout_config("samm_lv", tiny_samm, tmp_path / "out"))
     row = res.manifest.set_index("video").loc["001_2"]
     assert (row.n_frames, row.pad_width, row.name_prefix) == (120, 4, "001_2_")
     ign = entries(res, "001", "001_2").iloc[0]
@@ -110,7 +101,7 @@ def test_unlabelled_layout_takes_the_pattern_most_files_follow(tmp_path):
     two = root / "s1" / "v2"
     write_frames(two, range(10))
     write_frames(two, range(10), name=lambda n: f"{n:02d}.jpg")  # 00.jpg next to 0.jpg
-    res = ingest(make_cfg("megc", root, tmp_path / "out"))
+    res = ingest(layout_config("megc", root, tmp_path / "out"))
     v1 = res.manifest.set_index("video").loc["v1"]
     assert (v1.n_frames, v1.name_prefix, v1.pad_width, v1.name_suffix) == (24, "frame_", 3, ".png")
     assert entries(res, "s1", "v1").iloc[0]["item"] == "IMG_999.jpg"
@@ -126,7 +117,7 @@ def test_no_file_of_the_pattern(tiny_casme3, tmp_path):
     empty = tiny_casme3 / "data/gcf/d1/color"
     shutil.rmtree(empty)
     empty.mkdir()
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     assert "no image files named like <n>.jpg" in entries(res, "gcf", "a1").iloc[0]["reason"]
     assert "found: IMG_0.jpg" in entries(res, "gcf", "a1").iloc[0]["reason"]
     assert "(the folder is empty)" in entries(res, "gcf", "d1").iloc[0]["reason"]
@@ -155,7 +146,7 @@ def test_a_gap_longer_than_the_limit_is_an_error_naming_the_range(tiny_casme3, t
                                                                   missing, limit, skipped):
     for n in missing:
         (tiny_casme3 / f"data/gcf/d1/color/{n}.jpg").unlink()
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out", max_frame_gap=limit))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out", max_frame_gap=limit))
     e = entries(res, "gcf", "d1").iloc[0]
     span = f"{missing[0]}-{missing[-1]}" if len(missing) > 1 else f"{missing[0]}"
     assert f"frames {span} ({len(missing)} missing)" in e["item"]
@@ -172,7 +163,7 @@ def test_a_gap_longer_than_the_limit_is_an_error_naming_the_range(tiny_casme3, t
 def test_a_frame_number_beyond_any_video_is_an_error_not_a_fill(tiny_casme3, tmp_path):
     color = tiny_casme3 / "data/dzw/d1/color"
     (color / "99999999999999999999.jpg").write_bytes((color / "0.jpg").read_bytes())
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     e = entries(res, "dzw", "d1").iloc[0]
     assert "dzw" not in set(res.manifest.loc[res.manifest.video == "d1", "subject"])
     assert e["action"] == "skipped" and "out of range" in e["reason"]
@@ -186,7 +177,7 @@ def test_a_lone_huge_frame_number_is_refused(tmp_path):
 
 def test_skipped_csv_lists_the_ignored_files(tiny_casme3, tmp_path):
     (tiny_casme3 / "data/dzw/a1/color/readme.txt").write_text("x")
-    ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     sk = pd.read_csv(tmp_path / "out/ingest/skipped.csv")
     row = sk[sk["action"] == "ignored"].iloc[0]
     assert (row["kind"], row["subject"], row["video"], row["item"]) == (

@@ -14,24 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import write_frames
-from vrme.config import DEFAULT_EMOTION_MAPS, config_from_mapping
+from tests.helpers import write_frames, layout_config
+from vrme.config import DEFAULT_EMOTION_MAPS
 from vrme.errors import DataError, LabelError
 from vrme.data.ingest import ingest
 from vrme.data.layouts.casme3 import read_casme3_labels
 from vrme.data.layouts.samm_lv import read_samm_labels
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, read_labels, read_manifest
-
-
-def make_cfg(layout: str, root: Path, out: Path, **dataset):
-    raw = {
-        "dataset": {"name": "t", "layout": layout, "root": str(root),
-                    "fps": 200 if layout == "samm_lv" else 30,
-                    "frame_skip": 7 if layout == "samm_lv" else 1, **dataset},
-        "features": {"k": 10},
-        "run": {"out": str(out)},
-    }
-    return config_from_mapping(raw)
 
 
 def edit_sheet(path: Path, edits: dict[tuple[int, int], object], delete_col: int | None = None):
@@ -112,7 +101,7 @@ def test_ingest_casme3_layout(tiny_casme3, tmp_path):
     ws = wb.worksheets[0]
     ws.append(list(next(ws.iter_rows(min_row=2, max_row=2, values_only=True))))  # dup of row 2
     wb.save(root / "casme3_label.xlsx")
-    cfg = make_cfg("casme3", root, tmp_path / "out")
+    cfg = layout_config("casme3", root, tmp_path / "out")
     res = ingest(cfg)
 
     manifest = read_manifest(tmp_path / "out/ingest/manifest.parquet")
@@ -144,7 +133,7 @@ def test_ingest_casme3_layout(tiny_casme3, tmp_path):
 
 def test_ingest_gap_skip_video_policy(tiny_casme3, tmp_path):
     (tiny_casme3 / "data/gcf/d1/color/5.jpg").unlink()
-    cfg = make_cfg("casme3", tiny_casme3, tmp_path / "out", on_frame_gap="skip_video")
+    cfg = layout_config("casme3", tiny_casme3, tmp_path / "out", on_frame_gap="skip_video")
     res = ingest(cfg)
     assert ("gcf", "d1") not in set(zip(res.manifest.subject, res.manifest.video))
     gap = res.skipped[res.skipped["reason"] == "frame gap"].iloc[0]
@@ -152,7 +141,7 @@ def test_ingest_gap_skip_video_policy(tiny_casme3, tmp_path):
 
 
 def test_ingest_samm_layout(tiny_samm, tmp_path):
-    cfg = make_cfg("samm_lv", tiny_samm, tmp_path / "out")
+    cfg = layout_config("samm_lv", tiny_samm, tmp_path / "out")
     res = ingest(cfg)
     m = res.manifest
     assert list(m["video"]) == ["001_2", "002_1"] and list(m["subject"]) == ["001", "002"]
@@ -164,17 +153,17 @@ def test_ingest_samm_layout(tiny_samm, tmp_path):
 
 def test_ingest_refuses_label_paths_outside_root(tiny_casme3, tmp_path):
     edit_sheet(tiny_casme3 / "casme3_label.xlsx", {(2, 2): "../../../etc"})
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     row = res.skipped[res.skipped["row"] == 2].iloc[0]
     assert "outside the dataset root" in row["reason"]
 
 
 def test_ingest_missing_root_is_clear(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        ingest(make_cfg("casme3", tmp_path / "nowhere", tmp_path / "out"))
+        ingest(layout_config("casme3", tmp_path / "nowhere", tmp_path / "out"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no data/ folder"):
-        ingest(make_cfg("casme3", tmp_path / "empty", tmp_path / "out"))
+        ingest(layout_config("casme3", tmp_path / "empty", tmp_path / "out"))
 
 
 def test_ingest_unlabelled_folders_and_video_files(tmp_path):
@@ -187,7 +176,7 @@ def test_ingest_unlabelled_folders_and_video_files(tmp_path):
     for i in range(17):
         writer.write(np.full((48, 64, 3), i * 10, np.uint8))
     writer.release()
-    res = ingest(make_cfg("megc", root, tmp_path / "out"))
+    res = ingest(layout_config("megc", root, tmp_path / "out"))
     got = {(r.subject, r.video): r for r in res.manifest.itertuples()}
     assert set(got) == {("9", "x1"), ("041", "041_3"), ("clips", "talk")}
     assert got[("041", "041_3")].pad_width == 5 and got[("041", "041_3")].n_frames == 14

@@ -23,7 +23,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from tests.conftest import FIXTURES, write_frames
+from tests.helpers import FIXTURES, write_frames
 from vrme.config import config_from_mapping
 from vrme.errors import UserError
 from vrme.data.ingest import ingest

@@ -13,8 +13,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from tests.conftest import FIXTURES, write_frames
-from vrme.config import DEFAULT_EMOTION_MAPS, config_from_mapping
+from tests.helpers import FIXTURES, write_frames, layout_config
+from vrme.config import DEFAULT_EMOTION_MAPS
 from vrme.errors import DataError, LabelError
 from vrme.data.ingest import ingest
 from vrme.data.layouts.casme3 import read_casme3_labels
@@ -95,7 +95,7 @@ def test_a_read_column_named_twice_is_refused(tmp_path, col, title):
         read_casme3_labels(p, CASME)
     letter = "I" if col == 9 else "J"
     msg = str(exc.value)
-    assert f"sheet 'label', row 1: the header" in msg and f"and {letter}" in msg, msg
+    assert "sheet 'label', row 1: the header" in msg and f"and {letter}" in msg, msg
 
 
 def test_an_unread_column_named_twice_is_fine(tmp_path):
@@ -394,14 +394,6 @@ def test_samm_facs_rows_that_match_no_event_are_listed(tmp_path):
 # -- identity: label rows against folders ------------------------------------------------------
 
 
-def make_cfg(layout, root, out):
-    return config_from_mapping({
-        "dataset": {"name": "t", "layout": layout, "root": str(root),
-                    "fps": 200 if layout == "samm_lv" else 30,
-                    "frame_skip": 7 if layout == "samm_lv" else 1},
-        "features": {"k": 10}, "run": {"out": str(out)}})
-
-
 def test_a_subject_or_video_that_differs_from_its_folder_is_not_matched(tiny_casme3, tmp_path):
     wb = openpyxl.load_workbook(tiny_casme3 / "casme3_label.xlsx")
     ws = wb.worksheets[0]
@@ -409,7 +401,7 @@ def test_a_subject_or_video_that_differs_from_its_folder_is_not_matched(tiny_cas
     ws["A3"] = "DZW"         # another case
     ws["B7"] = "a01"         # another spelling of the video
     wb.save(tiny_casme3 / "casme3_label.xlsx")
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     sk = res.skipped[res.skipped["kind"] == "label"].set_index("row")
     assert sk.loc[2, "reason"].endswith("no folder data/sub.dzw/a1; nearest: data/dzw/a1")
     assert "no folder data/DZW/d1; nearest: data/dzw/d1 (names are compared exactly, case " \
@@ -423,12 +415,12 @@ def test_subject_folders_giving_the_same_subject_id_are_refused(tiny_casme3, tmp
     write_frames(tiny_casme3 / "data" / "sp.dzw" / "a1" / "color", range(30))
     with pytest.raises(DataError, match=r"subject folders 'dzw' and 'sp.dzw' both give subject id "
                                         r"'dzw'"):
-        ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+        ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
 
 
 def test_a_label_of_a_video_left_out_says_why(tiny_casme3, tmp_path):
     (tiny_casme3 / "data/gcf/a1/color/0.jpg").write_bytes(b"not a jpeg")
-    res = ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    res = ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     row = res.skipped[(res.skipped["kind"] == "label") & (res.skipped["row"] == 7)].iloc[0]
     assert "video data/gcf/a1 is on disk but was left out: first frame is not a decodable" in \
         row["reason"]
@@ -438,7 +430,7 @@ def test_samm_label_matches_its_folder_exactly(tiny_samm, tmp_path):
     (tiny_samm / "SAMM_longvideos" / "002_1").rename(tiny_samm / "SAMM_longvideos" / "2_1")
     for f in (tiny_samm / "SAMM_longvideos" / "2_1").iterdir():
         f.rename(f.with_name(f.name.replace("002_1_", "2_1_")))
-    res = ingest(make_cfg("samm_lv", tiny_samm, tmp_path / "out"))
+    res = ingest(layout_config("samm_lv", tiny_samm, tmp_path / "out"))
     row = res.skipped[(res.skipped["kind"] == "label") & (res.skipped["row"] == 13)].iloc[0]
     assert "no folder SAMM_longvideos/002_1; nearest: SAMM_longvideos/2_1" in row["reason"]
     assert set(res.manifest["video"]) == {"001_2"}
@@ -448,7 +440,7 @@ def test_skipped_csv_names_file_sheet_row_and_column(tiny_casme3, tmp_path):
     wb = openpyxl.load_workbook(tiny_casme3 / "casme3_label.xlsx")
     wb.worksheets[0]["D2"] = "five"
     wb.save(tiny_casme3 / "casme3_label.xlsx")
-    ingest(make_cfg("casme3", tiny_casme3, tmp_path / "out"))
+    ingest(layout_config("casme3", tiny_casme3, tmp_path / "out"))
     sk = pd.read_csv(tmp_path / "out/ingest/skipped.csv", dtype={"row": "Int64"})
     assert list(sk.columns) == ["kind", "file", "sheet", "row", "column", "subject", "video",
                                 "item", "reason", "action"]

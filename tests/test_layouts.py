@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import vrme.data.layouts as layouts
-from tests.conftest import write_frames
+from tests.helpers import write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS, ConfigError, config_from_mapping, load_config
 from vrme.data.ingest import ingest
 from vrme.synth.generate import SynthError, SynthSpec

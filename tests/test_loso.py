@@ -9,6 +9,7 @@ import time
 import pandas as pd
 import pytest
 
+from tests.helpers import model_config
 from vrme.config import Config, DecodeConfig
 from vrme.errors import DataError
 from vrme.training.loso import (
@@ -26,14 +27,7 @@ K = 30
 
 
 def tiny_cfg(**train) -> Config:
-    return Config.model_validate({
-        "dataset": {"name": "t", "layout": "casme3", "fps": 30, "frame_skip": 1},
-        "features": {"k": K},
-        "model": {"backbone": "mamba", "fast_channels": 8, "slow_channels": 16, "stages": 2,
-                  "blocks_per_stage": 1, "d_state": 4, "drop_path": 0.1},
-        "train": {"epochs": 8, "batch_size": 16, "lr": 3e-3, "ratio": 1.0, "seed": 100,
-                  "device": "cpu", **train},
-    })
+    return model_config("casme3", k=K, **train)
 
 
 @pytest.fixture(scope="module")

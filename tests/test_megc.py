@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_SYNTH
+from tests.helpers import TINY_SYNTH
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

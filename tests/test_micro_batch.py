@@ -8,16 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_train import K, tiny_cfg
+from tests.helpers import model_config
 from vrme.config import Config, ConfigError
 from vrme.model import build_model
 from vrme.training.priors import Priors
 from vrme.training.train import TrainingWindows, fit, fold_config_hash
 
 
+K = 30
+
+
 def _cfg(**train) -> Config:
-    """test_train's tiny config with drop-path active (3 blocks per stage: rates 0, 0, 0.3)."""
-    cfg = tiny_cfg(**{"epochs": 2, "batch_size": 12, "threads": 1, **train})
+    """The tiny training config with drop-path active (3 blocks per stage: rates 0, 0, 0.3)."""
+    cfg = model_config("samm_lv", k=K, frame_skip=2,
+                       **{"epochs": 2, "batch_size": 12, "threads": 1, **train})
     return cfg.model_copy(update={"model": cfg.model.model_copy(
         update={"blocks_per_stage": 3, "drop_path": 0.6})})
 

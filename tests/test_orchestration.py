@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TINY_SYNTH, tiny_config_text
+from tests.helpers import TINY_SYNTH, tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

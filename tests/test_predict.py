@@ -13,7 +13,6 @@ from vrme.report.plots import SCORE_SIZE, png_size
 from vrme.inference.predict import (check_megc_csv, frame_skip_for, guess_fps, megc_table,
                           write_megc_csv)
 
-pytest_plugins = ["tests.bench_fixtures"]
 
 
 def test_frame_skip_rule_matches_the_datasets():
@@ -230,7 +229,7 @@ def test_predict_and_spot_name_a_video_alike(tmp_path):
     under a root or `vrme spot` is given it alone: the feature cache path is the same."""
     import cv2
 
-    from tests.test_align import make_cfg
+    from tests.helpers import videos_config
     from vrme.features.flow import feature_path
     from vrme.inference.predict import Ensemble, feature_config, frame_skip_for, scan_videos, \
         single_video_manifest
@@ -250,7 +249,7 @@ def test_predict_and_spot_name_a_video_alike(tmp_path):
     for _ in range(3):
         writer.write(frame)
     writer.release()
-    cfg = make_cfg(root, tmp_path / "work", k=16)
+    cfg = videos_config(root, tmp_path / "work", k=16)
     ens = Ensemble(models=[], priors=[], cfg=cfg, k=16, sources=[], kind="final")
     scanned, _ = scan_videos(root, ens)
     by_path = {str(root / p): r for p, r in zip(scanned["path"], scanned.to_dict("records"))}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
+from tests.helpers import tiny_config
 from vrme.config import Config, PriorConfig
 from vrme.errors import DataError
 from vrme.training.priors import Priors, balanced_class_weights, duration_prior, estimate_priors, median_duration
@@ -15,12 +16,7 @@ from vrme.training.train import plan_fold
 
 
 def make_cfg(**priors) -> Config:
-    return Config.model_validate({
-        "dataset": {"name": "t", "layout": "casme3", "fps": 30, "frame_skip": 1},
-        "features": {"k": 30},
-        "train": {"ratio": 1.0, "seed": 3},
-        "priors": priors,
-    })
+    return tiny_config("casme3", k=30, train={"ratio": 1.0, "seed": 3}, priors=priors)
 
 
 def test_median_is_the_reference_upper_median():

@@ -30,9 +30,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests import facegen
-from tests.conftest import tiny_config_text
-from tests.test_align import make_cfg
+from tests.helpers import facegen, videos_config
+from tests.helpers import tiny_config_text
 from vrme.errors import LabelError
 from vrme.features.flow import feature_path, run_features
 from vrme.data.ingest import ingest
@@ -187,7 +186,7 @@ def test_bad_frames_are_repeated_counted_or_skip_the_video(tmp_path, caplog):
     kinds = spoil_frames(root / "s1" / "bad", frames)
 
     # repeat_previous (the default): each bad frame is the frame before it, and counted
-    cfg = make_cfg(root, out, k=K)
+    cfg = videos_config(root, out, k=K)
     bad, good = run_features(cfg, [bad_row, good_row], workers=1, progress=False)
     assert bad.status == "computed" and bad.bad_frames == sorted(kinds)
     assert good.status == "computed" and good.bad_frames == []
@@ -203,7 +202,7 @@ def test_bad_frames_are_repeated_counted_or_skip_the_video(tmp_path, caplog):
         assert str(root / "s1" / "bad" / f"{n}.jpg") in line and re.search(why, line), line
 
     # fail: the video is skipped with the first bad file named; the others go on
-    cfg = make_cfg(root, tmp_path / "work-fail", k=K, bad_frame="fail")
+    cfg = videos_config(root, tmp_path / "work-fail", k=K, bad_frame="fail")
     bad, good = run_features(cfg, [bad_row, good_row], workers=1, progress=False)
     assert bad.status == "skipped" and str(root / "s1" / "bad" / "13.jpg") in bad.reason
     assert re.search(TRUNCATED, bad.reason)
@@ -299,7 +298,7 @@ def test_no_face_at_all_and_face_lost_for_a_stretch(tmp_path):
     blank = facegen.write_video(root, "s1", "blank", [np.full_like(frames[0], 90)] * 40)
     lost, _ = facegen.render(60, blank=set(range(18, 42)))  # windows 2, 3, 4 start faceless
     lost_row = facegen.write_video(root, "s1", "lost", lost)
-    cfg = make_cfg(root, out, k=K)
+    cfg = videos_config(root, out, k=K)
     no_face, stretch = run_features(cfg, [blank, lost_row], workers=1, progress=False)
     assert no_face.status == "skipped" and "no face detected in any" in no_face.reason
     assert stretch.status == "computed"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import TINY_SYNTH
 from vrme.report.plots import (CONFUSION_SIZE, DURATION_SIZE, LOSS_PANELS_PER_PNG, SCORE_SIZE,
                         SUBJECT_F1_SIZE, loss_curves_png, loss_curves_size, png_size,
                         score_curve_png)
@@ -19,7 +20,6 @@ from vrme.report.build import (FALSE_COLUMNS, MISSED_COLUMNS, PER_VIDEO_COLUMNS,
                          _pick_videos, _video_clock, build_report, code_versions, read_run_info)
 from vrme.metrics.strs import evaluate_strs
 
-pytest_plugins = ["tests.bench_fixtures"]
 
 
 def test_pick_videos_round_robin_over_subjects():
@@ -55,8 +55,9 @@ def test_report_files_exist_and_parse(tiny_bench):
     assert list(pred.columns) == ["subject", "video", "onset", "offset", "emotion"]
     assert len(pred) == m["n_predictions"]
     assert pd.api.types.is_integer_dtype(pred["onset"]) and (pred["onset"] <= pred["offset"]).all()
-    # Original frame numbers: CAS(ME)^3 frames are numbered from 0, 240 per video.
-    assert pred["onset"].min() >= 0 and pred["offset"].max() <= 239
+    # Original frame numbers: CAS(ME)^3 frames are numbered from 0, seconds x fps per video.
+    n = int(TINY_SYNTH["seconds"] * TINY_SYNTH["fps"])
+    assert pred["onset"].min() >= 0 and pred["offset"].max() <= n - 1
     assert rep.complete and rep.html == out / "report.html"
 
 
@@ -213,7 +214,7 @@ def test_matching_follows_the_official_pairs_case_by_case():
 
 
 @pytest.mark.slow
-def test_per_video_counts_sum_to_the_official_counts(tiny_bench):
+def test_per_video_counts_sum_to_the_official_counts(tiny_bench, spec_kw):
     out = tiny_bench.run_dir / "report"
     m = json.loads((out / "metrics.json").read_text())
     pv = pd.read_csv(out / "per_video.csv", dtype={"subject": str, "video": str})
@@ -226,11 +227,12 @@ def test_per_video_counts_sum_to_the_official_counts(tiny_bench):
     assert int(pv["gt_unscored"].sum()) == m["gt_unscored"]
     assert int(pv["true"].sum()) == m["n_ground_truth"]
     assert int(pv["predicted"].sum()) == m["n_predictions"]
-    assert (pv["frames"] == 240).all() and (pv["seconds"] == 8.0).all()
+    seconds = float(spec_kw["seconds"])  # every video of the tiny dataset is this long
+    assert (pv["frames"] == seconds * spec_kw["fps"]).all() and (pv["seconds"] == seconds).all()
     md = (out / "report.md").read_text()
     assert "| subject | video | frames | seconds | true | predicted | TP | FP | FN |" in md
     for r in pv.itertuples(index=False):
-        assert (f"| {r.subject} | {r.video} | {r.frames} | 8.0 | {r.true} | {r.predicted} | "
+        assert (f"| {r.subject} | {r.video} | {r.frames} | {seconds} | {r.true} | {r.predicted} | "
                 f"{r.tp} | {r.fp} | {r.fn} |") in md
 
 
@@ -321,7 +323,7 @@ def test_stage_table_when_stages_json_exists(tiny_bench, tmp_path):
                                                                "| folds |", "| report |"))]
     assert [ln.split(" | ")[0] for ln in lines] == ["| ingest", "| features", "| folds",
                                                     "| report"]  # the order they ran
-    assert lines[1].startswith(f"| features | done | 3/3 videos | ") and "3 computed" in lines[1]
+    assert lines[1].startswith("| features | done | 3/3 videos | ") and "3 computed" in lines[1]
     assert f"| {stages['features']['seconds']:.1f} |" in lines[1]
     assert lines[2].startswith("| folds | failed | 0/3 folds | ")
     assert lines[3].startswith("| report | pending |") and "recorded before" in lines[3]

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 import vrme.metrics.strs as strs_mod
 from flows.cli import app
 from vrme.errors import DataError
-from vrme.metrics.strs import JSON_KEYS, _evaluate_loop, evaluate_strs, input_warnings, read_strs_csv
+from tests.helpers.strs_oracle import evaluate_loop
+from vrme.metrics.strs import JSON_KEYS, evaluate_strs, input_warnings, read_strs_csv
 
 FIX = Path(__file__).parent / "fixtures" / "strs"
 SAMPLE = FIX / "official_sample"
@@ -285,7 +286,7 @@ def test_vectorised_equals_row_by_row_port(variant: str, caplog: pytest.LogCaptu
         pred, gt = random_tables(rng)
         emotions = None if rng.random() < 0.5 else ["negative", "positive", "surprise"]
         fast = evaluate_strs(pred, gt, emotions, variant=variant)
-        slow = _evaluate_loop(pred, gt, emotions, variant=variant)
+        slow = evaluate_loop(pred, gt, emotions, variant=variant)
         for key in JSON_KEYS:
             a, b = getattr(fast, key), slow[key]
             assert a == b or (math.isnan(a) and math.isnan(b)), (key, a, b)

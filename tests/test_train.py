@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers import model_config
 from vrme.config import Config
 from vrme.errors import DataError
 from vrme.training.priors import Priors
@@ -32,14 +33,7 @@ SKIP = 2
 
 
 def tiny_cfg(**train) -> Config:
-    return Config.model_validate({
-        "dataset": {"name": "t", "layout": "samm_lv", "fps": 200, "frame_skip": SKIP},
-        "features": {"k": K},
-        "model": {"backbone": "mamba", "fast_channels": 8, "slow_channels": 16, "stages": 2,
-                  "blocks_per_stage": 1, "d_state": 4, "drop_path": 0.1},
-        "train": {"epochs": 3, "batch_size": 16, "lr": 3e-3, "ratio": 1.0, "seed": 100,
-                  "device": "cpu", **train},
-    })
+    return model_config("samm_lv", k=K, frame_skip=SKIP, **{"epochs": 3, **train})
 
 
 @pytest.fixture(scope="module")

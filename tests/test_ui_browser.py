@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT, real_prefect_server, tiny_config_text
+from tests.helpers import PROJECT, real_prefect_server, tiny_config_text
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

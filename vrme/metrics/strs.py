@@ -483,13 +483,13 @@ def evaluate_strs(
         spot_tp = len(pair_p)
         spot_fp = int(ctx.n_pred_eval - np.unique(pair_p).size)
         spot_fn = int(ctx.n_gt_eval - spot_tp)
-        spot_p, spot_r, spot_f1 = _prf_official(spot_tp, spot_fp, spot_fn)
+        spot_p, spot_r, spot_f1 = _prf(spot_tp, spot_fp, spot_fn)
     else:
         cand_p, cand_g, cand_iou = ctx.candidates()
         spot_tp = len(cand_p)
         spot_fp = int(ctx.n_pred_eval - np.unique(cand_p).size)
         spot_fn = int(ctx.n_gt_eval - spot_tp)
-        spot_p, spot_r, spot_f1 = _prf_reference(spot_tp, spot_fp, spot_fn)
+        spot_p, spot_r, spot_f1 = _prf(spot_tp, spot_fp, spot_fn, zero=0.0)
         pair_p, pair_g = _greedy_reference(cand_p, cand_g, cand_iou)
 
     pairs = _pairs_table(ctx, pred, gt, pair_p, pair_g, emotions)
@@ -729,19 +729,14 @@ def _pairs_table(
     return table
 
 
-def _prf_official(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    """Precision, recall, F1 with 0 for every 0 denominator (official ``calculate_metrics``)."""
-    precision = tp / (tp + fp) if tp + fp != 0 else 0
-    recall = tp / (tp + fn) if tp + fn != 0 else 0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall != 0 else 0
-    return precision, recall, f1
-
-
-def _prf_reference(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    """The paper's spotting ratios (same formulas; where it would divide by zero we give 0)."""
-    precision = tp / (tp + fp) if tp + fp != 0 else 0.0
-    recall = tp / (tp + fn) if tp + fn != 0 else 0.0
-    f1 = (2 * precision * recall) / (precision + recall) if precision + recall != 0 else 0.0
+def _prf(tp: int, fp: int, fn: int, zero: float = 0) -> tuple[float, float, float]:
+    """Precision, recall, F1, with ``zero`` for a 0 denominator. The official
+    ``calculate_metrics`` gives the integer 0 there (the default); the paper's spotting ratios
+    are floats throughout (``zero=0.0``). The two stay distinct so each variant's JSON output is
+    byte-for-byte what its script prints."""
+    precision = tp / (tp + fp) if tp + fp != 0 else zero
+    recall = tp / (tp + fn) if tp + fn != 0 else zero
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall != 0 else zero
     return precision, recall, f1
 
 
@@ -774,7 +769,7 @@ def _analysis_official(
         tp, fp, fn, degenerate = _one_vs_rest(gt_em, pred_em, emotion)
         if degenerate:
             tp = fp = fn = 0
-        precision, recall, f1 = _prf_official(tp, fp, fn)
+        precision, recall, f1 = _prf(tp, fp, fn)
         precisions.append(precision)
         recalls.append(recall)
         f1s.append(f1)
@@ -854,115 +849,3 @@ def _warn_subject_styles(pred: pd.DataFrame, gt: pd.DataFrame) -> None:
             "compared exactly as written, so their rows are not scored. Use one style in both "
             "files.", ", ".join(clashes[:5]) + (" ..." if len(clashes) > 5 else "")
         )
-
-
-# ----------------------------------------------------------------------------------------------
-# Row-by-row port (for cross-checking and the benchmark)
-
-
-def _evaluate_loop(
-    pred: pd.DataFrame,
-    gt: pd.DataFrame,
-    emotions: Sequence[str] | None = None,
-    variant: Variant = "official",
-) -> dict[str, int | float]:
-    """The same rules written as plain loops over rows, as the official script iterates them.
-
-    Slow (quadratic per video); used by the tests to cross-check :func:`evaluate_strs` and by
-    ``benchmarks/strs_bench.py``. Tables must already be valid. Returns the :data:`JSON_KEYS`
-    values (NaN kept as NaN).
-    """
-    P = list(pred[list(COLUMNS)].itertuples(index=False, name=None))
-    G = list(gt[list(COLUMNS)].itertuples(index=False, name=None))
-    if emotions is None:
-        emotions = (
-            list(dict.fromkeys(row[4] for row in G))
-            if variant == "official"
-            else list(REFERENCE_EMOTIONS)
-        )
-
-    def iou(a: tuple[Any, ...], b: tuple[Any, ...]) -> float:
-        inter = max(0, min(a[3], b[3]) - max(a[2], b[2]) + 1)
-        union = (a[3] - a[2] + 1) + (b[3] - b[2] + 1) - inter
-        return inter / union
-
-    subjects = list(dict.fromkeys(row[0] for row in P))
-    tp = fp = fn = 0
-    pairs: list[tuple[Any, Any]] = []  # (pred emotion, gt emotion)
-    for subject in subjects:
-        g_rows = [i for i, row in enumerate(G) if row[0] == subject]
-        videos = list(dict.fromkeys(G[i][1] for i in g_rows))
-        for video in videos:
-            vp = [P[i] for i, row in enumerate(P) if row[0] == subject and row[1] == video]
-            vg = [G[i] for i in g_rows if G[i][1] == video]
-            if variant == "official":
-                taken: set[int] = set()
-                for p in vp:
-                    hit = False
-                    for j, g in enumerate(vg):
-                        if j not in taken and iou(p, g) >= 0.5:
-                            taken.add(j)
-                            pairs.append((p[4], g[4]))
-                            hit = True
-                    fp += not hit
-                tp += len(taken)
-                fn += len(vg) - len(taken)
-            else:
-                taken_list: list[int] = []
-                for p in vp:
-                    scores = [iou(p, g) for g in vg]
-                    hits = sum(s >= 0.5 for s in scores)
-                    tp += hits
-                    fp += hits == 0
-                    if scores:
-                        best = max(range(len(vg)), key=lambda j: (scores[j], j))
-                        if scores[best] >= 0.5 and best not in taken_list:
-                            taken_list.append(best)
-                            pairs.append((p[4], vg[best][4]))
-                fn += len(vg)
-    if variant == "reference":
-        fn -= tp
-
-    kept = [(pe, ge) for pe, ge in pairs if ge in emotions]
-    precisions, recalls, f1s = [], [], []
-    for e in emotions:
-        t = sum(1 for pe, ge in kept if pe == e and ge == e)
-        f = sum(1 for pe, ge in kept if pe == e and ge != e)
-        n = sum(1 for pe, ge in kept if pe != e and ge == e)
-        neg = len(kept) - t - f - n
-        degenerate = not kept or t == len(kept) or neg == len(kept)
-        if variant == "official":
-            if degenerate:
-                t = f = n = 0
-            pr = t / (t + f) if t + f else 0
-            rc = t / (t + n) if t + n else 0
-            f1 = 2 * pr * rc / (pr + rc) if pr + rc else 0
-        else:
-            if degenerate:
-                continue
-            pr = t / (t + f) if t + f else 0
-            rc = t / (t + n) if t + n else 0
-            f1 = (2 * t) / (2 * t + f + n)
-        precisions.append(pr)
-        recalls.append(rc)
-        f1s.append(f1)
-    p_all = float(np.mean(precisions)) if precisions else math.nan
-    r_all = float(np.mean(recalls)) if recalls else math.nan
-    a_f1 = _safe_ratio(2 * p_all * r_all, p_all + r_all)
-    uf1 = float(np.mean(f1s)) if f1s else math.nan
-    s_p = tp / (tp + fp) if tp + fp else 0
-    s_r = tp / (tp + fn) if tp + fn else 0
-    s_f1 = 2 * s_p * s_r / (s_p + s_r) if s_p + s_r else 0
-    return {
-        "strs": float(s_f1 * a_f1),
-        "spot_tp": tp,
-        "spot_fp": fp,
-        "spot_fn": fn,
-        "spot_precision": float(s_p),
-        "spot_recall": float(s_r),
-        "spot_f1": float(s_f1),
-        "analysis_precision": p_all,
-        "analysis_recall": r_all,
-        "analysis_f1": a_f1,
-        "analysis_uf1": uf1,
-    }
