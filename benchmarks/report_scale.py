@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vrme.config import Config  # noqa: E402
 from vrme.io import write_parquet_atomic, write_text_atomic  # noqa: E402
-from vrme.report.build import build_report, write_run_info  # noqa: E402
+from vrme.record import write_run_info  # noqa: E402
+from vrme.report.build import build_report  # noqa: E402
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, write_table  # noqa: E402
 from vrme.training.train import fold_config_hash  # noqa: E402
 

@@ -31,7 +31,7 @@ from tasks.common import task_runner
 from vrme.catalog import manifest_path, run_manifest_path
 from vrme.config import Config
 from vrme.interrupt import stop_requested
-from vrme.report.build import STAGES_FILE
+from vrme.catalog import STAGES_FILE
 from vrme.schema import MANIFEST_SCHEMA, read_manifest, write_table
 
 log = logging.getLogger("vrme.flows")
@@ -83,7 +83,7 @@ def run_benchmark(cfg: Config, folds: list[str] | None = None, refresh: bool = F
     """The benchmark's stages inside the calling flow (see the module docstring); returns the
     flow's final state. ``params`` are the flow's parameters (for the rerun commands)."""
     from vrme.io import clean_work_folder, ensure_folder
-    from vrme.report.build import write_run_info
+    from vrme.record import write_run_info
 
     p = params or {"config": cfg.source}
     rerun = cli_command("run", p.get("config"), p.get("overrides"), p.get("root"), p.get("out"))

@@ -16,7 +16,7 @@ from typing import Any
 from prefect.states import Cancelled, Completed, Failed, State
 
 from flows.progress import RunProgress, emit
-from vrme.report.build import RUN_FAILURES_FILE as FAILURES_FILE
+from vrme.catalog import RUN_FAILURES_FILE as FAILURES_FILE
 
 __all__ = ["FAILURES_FILE", "RunFailed", "failure_message", "finish_run", "record_failures"]
 

@@ -122,7 +122,7 @@ def report_step(cfg: Config, manifest_path: str, labels_path: str,
 def report_flow(run: str) -> dict[str, Any]:
     """Rebuild ``<run>/report/`` from the finished folds under ``<run>/folds``."""
     from flows.outcome import finish_run
-    from vrme.report.build import read_run_info, run_config
+    from vrme.record import read_run_info, run_config
 
     info = read_run_info(Path(run))
     cfg = run_config(Path(run))

@@ -16,8 +16,9 @@ from tests.helpers import TINY_SYNTH
 from vrme.report.plots import (CONFUSION_SIZE, DURATION_SIZE, LOSS_PANELS_PER_PNG, SCORE_SIZE,
                         SUBJECT_F1_SIZE, loss_curves_png, loss_curves_size, png_size,
                         score_curve_png)
-from vrme.report.build import (FALSE_COLUMNS, MISSED_COLUMNS, PER_VIDEO_COLUMNS, _matching,
-                         _pick_videos, _video_clock, build_report, code_versions, read_run_info)
+from vrme.record import code_versions, read_run_info
+from vrme.report.build import _pick_videos, build_report
+from vrme.report.score import FALSE_COLUMNS, MISSED_COLUMNS, PER_VIDEO_COLUMNS, _matching, _video_clock
 from vrme.metrics.strs import evaluate_strs
 
 
@@ -298,7 +299,7 @@ def test_code_versions_are_recorded_and_shown(tiny_bench, tmp_path):
 @pytest.mark.slow
 def test_stage_table_when_stages_json_exists(tiny_bench, tmp_path):
     from flows.progress import RunProgress
-    from vrme.report.build import STAGES_FILE
+    from vrme.catalog import STAGES_FILE
 
     run = tmp_path / "runs" / "tiny"
     shutil.copytree(tiny_bench.run_dir, run)
@@ -339,7 +340,7 @@ def test_training_section_and_config_appendix(tiny_bench, tmp_path):
     import re
 
     from vrme.config import load_config
-    from vrme.report.build import run_config
+    from vrme.record import run_config
 
     out = tiny_bench.run_dir / "report"
     md = (out / "report.md").read_text()

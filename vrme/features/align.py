@@ -59,6 +59,7 @@ from vrme.errors import FrameError, NoFaceError, UserError
 from vrme.interrupt import check as check_interrupt
 from vrme.io import read_parquet_metadata, write_parquet_atomic
 from vrme.catalog import stage_dir, video_file
+from vrme.record import library_versions, peak_rss_mb
 from vrme.features.jobs import (
     cached_output_valid,
     dataset_root,
@@ -68,8 +69,6 @@ from vrme.features.jobs import (
     chunk_windows,
     frames_fingerprint,
     index_count,
-    library_versions,
-    peak_rss_mb,
     run_jobs,
     window_count,
 )

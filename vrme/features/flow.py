@@ -62,6 +62,7 @@ from vrme.features.rois import (
     top_fraction_mean,
 )
 from vrme.catalog import stage_dir, video_file
+from vrme.record import library_versions, peak_rss_mb
 from vrme.features.jobs import (
     cached_output_valid,
     dataset_root,
@@ -71,8 +72,6 @@ from vrme.features.jobs import (
     chunk_windows,
     frames_fingerprint,
     index_count,
-    library_versions,
-    peak_rss_mb,
     run_jobs,
     window_count,
 )

@@ -2,7 +2,7 @@
 
 - :class:`VideoStatus`: what happened to one video in a stage (computed / cached / skipped).
 - :class:`IndexReader`: frames by *index* (after frame skipping), with the bad-frame policy.
-- :func:`frames_fingerprint`, :func:`library_versions`: what a cache entry records.
+- :func:`frames_fingerprint`: what a cache entry records (with :func:`vrme.record.library_versions`).
 - :func:`window_count`, :func:`chunk_windows`: window arithmetic and work splitting.
 - :func:`run_jobs`: runs the chunks of videos in this process with a progress bar and hands
   each video's chunk results, in order, to its finishing function. Videos run side by side only
@@ -19,7 +19,6 @@ import hashlib
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,31 +215,6 @@ def cached_output_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
     except (OSError, pa.ArrowInvalid):
         return False
     return meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose numerics the features depend on."""
-    import cv2
-    import dlib
-    import pyarrow
-
-    import vrme
-
-    return {
-        "vrme": vrme.__version__,
-        "opencv": cv2.__version__,
-        "dlib": dlib.__version__,
-        "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- running many videos --------------------------------------------------------------------

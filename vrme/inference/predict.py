@@ -110,7 +110,8 @@ class Ensemble:
 
 def _config_for(folder: Path, given: Config | None) -> Config | None:
     from vrme.training.final import read_model_info
-    from vrme.report.build import RUN_INFO_FILE, run_config
+    from vrme.catalog import RUN_INFO_FILE
+    from vrme.record import run_config
 
     if given is not None:
         return given
