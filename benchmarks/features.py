@@ -75,7 +75,8 @@ def generate(data: Path, seconds: float) -> None:
     if (data / "synth_spec.json").is_file():
         return
     try:
-        from vrme.synth.generate import SynthSpec, generate_dataset
+        from vrme.synth.generate import generate_dataset
+        from vrme.synth.spec import SynthSpec
     except ImportError as exc:  # pragma: no cover - depends on the checkout
         raise SystemExit(f"vrme.synth.generate is needed to generate the benchmark video: {exc}")
     spec = SynthSpec(layout="casme3", subjects=1, videos=1, seconds=seconds, width=640,

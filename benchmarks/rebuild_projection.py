@@ -135,7 +135,8 @@ def measure_features(ds: DatasetSize, seconds: float, work: Path) -> dict[str, f
     from vrme.features.align import load_models, predictor_file, run_align
     from vrme.features.flow import run_features
     from vrme.data.ingest import ingest
-    from vrme.synth.generate import SynthSpec, generate_dataset
+    from vrme.synth.generate import generate_dataset
+    from vrme.synth.spec import SynthSpec
 
     layout = "samm-lv" if ds.key == "samm" else "casme3"
     root, out = work / f"{ds.key}-data", work / f"{ds.key}-out"

@@ -31,7 +31,8 @@ log = logging.getLogger("vrme.tasks")
 def synthesize_task(cfg: Config) -> Any:
     """Generate the config's synthetic dataset into ``dataset.root`` unless the folder already
     holds the one the config describes (its ``synth_spec.json``)."""
-    from vrme.synth.generate import generate_dataset, spec_from_config
+    from vrme.synth.generate import generate_dataset
+    from vrme.synth.spec import spec_from_config
 
     root = Path(cfg.dataset.root or "")
     spec = spec_from_config(cfg)

@@ -34,7 +34,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def tiny_synth_root(tmp_path_factory) -> Path:
     """The one tiny dataset, generated once per session: :data:`TINY_SYNTH` (3 subjects x 1
     video x 6 s at 30 fps, 320 x 240, CAS(ME)^3 layout)."""
-    from vrme.synth.generate import SynthSpec, generate_dataset
+    from vrme.synth.generate import generate_dataset
+    from vrme.synth.spec import SynthSpec
 
     root = tmp_path_factory.mktemp("tiny-synth") / "data"
     generate_dataset(SynthSpec(layout="casme3", **TINY_SYNTH), root, progress=False)
@@ -114,7 +115,8 @@ def tiny_bench(tmp_path_factory, tiny_synth_root) -> TinyBench:
     from vrme.features.flow import features_dir, run_features
     from vrme.data.ingest import ingest
     from vrme.training.loso import run_loso
-    from vrme.report.build import build_report, write_run_info
+    from vrme.record import write_run_info
+    from vrme.report.build import build_report
 
     base = tmp_path_factory.mktemp("tiny_bench")
     seconds: dict[str, float] = {}

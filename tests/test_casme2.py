@@ -20,7 +20,8 @@ from vrme.config import config_from_mapping, load_config
 from vrme.errors import DataError, LabelError
 from vrme.data.ingest import check_layout, ingest
 from vrme.data.layouts.casme2 import EMOTIONS, LABEL_FILE, read_casme2_labels
-from vrme.synth.generate import SynthSpec, generate_dataset
+from vrme.synth.generate import generate_dataset
+from vrme.synth.spec import SynthSpec
 
 SPEC = SynthSpec(layout="casme2", subjects=3, videos=2, seconds=5, fps=30, width=160,
                  height=120, mes_per_video=1, macros_per_video=1, seed=5, workers=1)

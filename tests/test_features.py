@@ -298,7 +298,8 @@ def test_fast_farneback_equals_opencv_on_face_regions():
 def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
     """The default flow (fast) against the reference-exact one (opencv): every channel
     correlates at 0.9999 or better, and the two are cached apart."""
-    from vrme.synth.generate import SynthSpec, render_video_file
+    from vrme.synth.spec import SynthSpec
+    from vrme.synth.video import render_video_file
 
     root, out = tmp_path / "data", tmp_path / "work"
     spec = SynthSpec(layout="casme3", subjects=1, videos=1, seconds=5, width=320, height=240,

@@ -14,7 +14,7 @@ import vrme.data.layouts as layouts
 from tests.helpers import write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS, ConfigError, config_from_mapping, load_config
 from vrme.data.ingest import ingest
-from vrme.synth.generate import SynthError, SynthSpec
+from vrme.synth.spec import SynthError, SynthSpec
 
 
 def _modules():

@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def two_datasets(tmp_path_factory) -> tuple[Path, Path]:
-    from vrme.synth.generate import SynthSpec, generate_dataset
+    from vrme.synth.generate import generate_dataset
+    from vrme.synth.spec import SynthSpec
 
     base = tmp_path_factory.mktemp("megc")
     cas = base / "CASME_3"

@@ -102,7 +102,8 @@ def test_fold_ensemble_averages_its_members(tiny_bench):
 def test_vrme_spot_finds_inserted_mes_in_an_unseen_video(tiny_bench, final_model,
                                                          spec_kw, tmp_path):
     from flows.cli import app
-    from vrme.synth.generate import SynthSpec, render_video_file
+    from vrme.synth.spec import SynthSpec
+    from vrme.synth.video import render_video_file
 
     # Subject 4 was not in the training data: a new face position, tilt and lighting.
     spec = SynthSpec(**{**spec_kw, "subjects": 4})
@@ -137,7 +138,8 @@ def test_vrme_spot_finds_inserted_mes_in_an_unseen_video(tiny_bench, final_model
 @pytest.mark.slow
 def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_path):
     from flows.cli import app
-    from vrme.synth.generate import SynthSpec, generate_dataset
+    from vrme.synth.generate import generate_dataset
+    from vrme.synth.spec import SynthSpec
 
     root = tmp_path / "megc"
     generate_dataset(SynthSpec(**{**spec_kw, "subjects": 1, "seconds": 5, "seed": 11}),
@@ -180,7 +182,8 @@ def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_pa
 def test_vrme_predict_with_the_samm_test_decode_mode(tiny_bench, tmp_path):
     from flows.cli import app
     from vrme.inference.predict import load_models, prediction_decode, predict_videos, scan_videos
-    from vrme.synth.generate import SynthSpec, generate_dataset
+    from vrme.synth.generate import generate_dataset
+    from vrme.synth.spec import SynthSpec
     from vrme.training.train import decode_scores_table
 
     root = tmp_path / "megc"

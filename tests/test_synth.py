@@ -16,27 +16,14 @@ from typer.testing import CliRunner
 from flows.cli import app
 from vrme.config import DEFAULT_EMOTION_MAPS, ConfigError, config_from_mapping, load_config
 from vrme.schema import read_labels, read_manifest
-from vrme.synth.generate import (
-    AU_LANDMARKS,
-    CASME3_HEADER,
-    ME_ACTIONS,
-    SAMM_FACS_HEADER,
-    SAMM_RELEASE_HEADER,
-    SynthError,
-    SynthSpec,
-    _Event,
-    _profile,
-    _render_frames,
-    _schedule,
-    _timeline,
-    _Timeline,
-    astronaut_face,
-    build_subject,
-    generate_dataset,
-    predictor_path,
-    render_video_file,
-    spec_from_config,
-)
+from vrme.data.layouts.casme3 import HEADER as CASME3_HEADER
+from vrme.data.layouts.samm_lv import SAMM_FACS_HEADER, SAMM_RELEASE_HEADER
+from vrme.synth.face import AU_LANDMARKS, ME_ACTIONS, astronaut_face, build_subject, predictor_path
+from vrme.synth.generate import generate_dataset
+from vrme.synth.render import _render_frames
+from vrme.synth.schedule import _Event, _profile, _schedule, _timeline, _Timeline
+from vrme.synth.spec import SynthError, SynthSpec, spec_from_config
+from vrme.synth.video import render_video_file
 
 PROJECT = Path(__file__).resolve().parents[1]
 FIXTURE_LABELS = Path(__file__).parent / "fixtures" / "labels"

@@ -1,6 +1,7 @@
 """Atomic file writes, Parquet helpers and content fingerprints.
 
-Every file vrme writes goes through :func:`atomic_path`: the data is written to a temporary name
+Every file vrme writes goes through :func:`atomic_path` (a folder written as a whole, such as a
+synthetic video's frames, through :func:`atomic_folder`): the data is written to a temporary name
 in the same folder and renamed over the target only when complete, so a killed run never leaves a
 half-written file under a final name. Stale temporaries (``*.tmp-<pid>-<host>-<rand>``) left by
 a killed process are ignored by readers and removed by :func:`remove_stale_temporaries` (every
@@ -20,16 +21,14 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # pyarrow is imported where used: the synthetic renderers need only files
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"
-
-"""The folders vrme writes under a work folder (``run.out``)."""
 
 FOREIGN_TMP_AGE_S = 86400.0
 """A temporary written on another machine is removed once it is this old (seconds)."""
@@ -40,15 +39,19 @@ class WriteError(OSError):
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it to ``target`` on success.
 
     On any exception the temporary file is removed and the exception re-raised (an ``OSError``
-    is wrapped in :class:`WriteError` naming ``target``).
+    is wrapped in :class:`WriteError` naming ``target``). ``keep_suffix``: the temporary name
+    ends in ``target``'s suffix too (for writers that choose the format by it, e.g. OpenCV's
+    VideoWriter).
     """
     target = Path(target)
     ensure_folder(target.parent)
     tmp = _temporary_name(target)
+    if keep_suffix:
+        tmp = tmp.with_name(tmp.name + target.suffix)
     try:
         yield tmp
         if not tmp.exists():
@@ -64,6 +67,27 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise WriteError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         _unlink_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new temporary folder next to ``target``; on success replace ``target`` (and
+    whatever it held) with it. On any exception the temporary folder is removed and the
+    exception re-raised."""
+    import shutil
+
+    target = Path(target)
+    ensure_folder(target.parent)
+    tmp = _temporary_name(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -153,6 +177,8 @@ def write_parquet_atomic(
 ) -> Path:
     """Write an Arrow table to ``target`` atomically; ``metadata`` values are stored as JSON
     strings in the schema metadata under their keys."""
+    import pyarrow.parquet as pq
+
     if metadata:
         meta = dict(table.schema.metadata or {})
         for key, value in metadata.items():
@@ -165,6 +191,8 @@ def write_parquet_atomic(
 
 def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON-decoded schema metadata vrme stored in a Parquet file (pandas keys dropped)."""
+    import pyarrow.parquet as pq
+
     schema = pq.read_schema(path)
     out: dict[str, Any] = {}
     for k, v in (schema.metadata or {}).items():

@@ -13,7 +13,7 @@ from flows.commands._common import friendly_errors, setup_logging
 from vrme.data.layouts import rendered, synth_names
 
 if TYPE_CHECKING:
-    from vrme.synth.generate import SynthResult
+    from vrme.synth.spec import SynthResult
 
 
 SynthLayoutChoice = Enum(  # type: ignore[misc]
@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
         the real spreadsheets do; blinks and head motion are never labelled. Same options and
         seed give byte-identical files.
         """
-        from vrme.synth.generate import SynthSpec, generate_dataset
+        from vrme.synth.generate import generate_dataset
+        from vrme.synth.spec import SynthSpec
 
         setup_logging()
         spec = SynthSpec(layout=layout.value, subjects=subjects, videos=videos, seconds=seconds,

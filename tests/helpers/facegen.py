@@ -1,6 +1,9 @@
 """Small face videos for the alignment and feature tests (real JPEG frames on disk).
 
-The face is the astronaut photo of scikit-image at its own scale (dlib finds it with upsample 0)
+A deliberately simple, exactly known movement for tests that assert where features respond:
+vrme's synthetic generator (:mod:`vrme.synth`) varies pose, lighting and events at random; this
+keeps one face still and moves one region. The face is the generator's source photo
+(:func:`vrme.synth.face.astronaut_face`, scikit-image's astronaut) at its own scale (dlib finds it with upsample 0)
 on a 320 x 240 canvas. A "micro-expression" raises the eyebrows by a smooth Gaussian warp around
 landmarks 17-26 with a raised-cosine amplitude profile; the rest of the face does not move.
 """
@@ -21,15 +24,13 @@ WIDTH, HEIGHT = 320, 240
 def base_face() -> tuple[np.ndarray, np.ndarray]:
     """(canvas 240 x 320 uint8, its 68 landmarks (x, y))."""
     import dlib
-    import skimage.data
 
-    from vrme.features.align import predictor_file
-    from vrme.config import AlignConfig
+    from vrme.synth.face import astronaut_face, predictor_path
 
-    gray = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+    gray = astronaut_face().image
     canvas = np.ascontiguousarray(gray[20:20 + HEIGHT, 130:130 + WIDTH])
     det = dlib.get_frontal_face_detector()
-    pred = dlib.shape_predictor(str(predictor_file(AlignConfig())))
+    pred = dlib.shape_predictor(str(predictor_path()))
     faces = det(canvas, 0)
     assert len(faces) == 1, "the astronaut face must be detectable"
     shape = pred(canvas, faces[0])

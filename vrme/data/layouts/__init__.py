@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from vrme.config import DatasetConfig
     from vrme.data.labels import Issue
-    from vrme.synth.generate import SynthSpec
+    from vrme.synth.spec import SynthSpec
 
 
 @dataclass
@@ -61,7 +61,7 @@ keys :attr:`Layout.scan` gives its video (the identity rule)."""
 
 @dataclass(frozen=True)
 class Rendering:
-    """How ``vrme synth`` writes a layout (:mod:`vrme.synth.generate` renders the frames).
+    """How ``vrme synth`` writes a layout (:mod:`vrme.synth.render` renders the frames).
 
     ``subject_names(i)`` gives (subject folder, fold id) of 1-based subject ``i``;
     ``video_name(subject_dir, j)`` the manifest video name of its 1-based video ``j``;
@@ -70,7 +70,7 @@ class Rendering:
     (original numbering, from ``first_frame``). ``raw_emotions`` maps each class to the raw
     emotion words the dataset writes and their drawing probabilities. ``write_labels(out,
     events, spec)`` writes the label files in the dataset's real format (``events``: every ME
-    and macro-expression, :data:`vrme.synth.generate.EVENT_COLUMNS`) and returns their paths;
+    and macro-expression, :data:`vrme.synth.spec.EVENT_COLUMNS`) and returns their paths;
     ``outputs`` are the top-level names it writes (removed before an ``--overwrite``).
     """
 

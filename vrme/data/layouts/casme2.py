@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from vrme.config import DatasetConfig
     from vrme.data.labels import Issue, Row, Sheet
-    from vrme.synth.generate import SynthSpec
+    from vrme.synth.spec import SynthSpec
 
 NAME = "casme2"
 LABEL_FILE = "CAS(ME)^2code_final.xlsx"
@@ -325,7 +325,7 @@ def write_labels(out: Path, events: pd.DataFrame, spec: SynthSpec) -> list[Path]
     from openpyxl import Workbook
 
     from vrme.io import write_bytes_atomic
-    from vrme.synth.generate import xlsx_bytes
+    from vrme.synth.sheets import xlsx_bytes
 
     wb = Workbook()
     ws = wb.active

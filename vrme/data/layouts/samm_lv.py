@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from vrme.config import DatasetConfig
     from vrme.data.labels import Issue
-    from vrme.synth.generate import SynthSpec
+    from vrme.synth.spec import SynthSpec
 
 NAME = "samm_lv"
 
@@ -289,7 +289,7 @@ def _write_samm_labels(release_path: Path, facs_path: Path, events: pd.DataFrame
     from openpyxl import Workbook
 
     from vrme.io import write_bytes_atomic
-    from vrme.synth.generate import xlsx_bytes
+    from vrme.synth.sheets import xlsx_bytes
 
     rows = _samm_rows(events, unannotated_apex)
 
