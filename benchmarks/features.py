@@ -125,9 +125,9 @@ def floor(data: Path, out: Path, k: int) -> dict[str, Any]:
     import cv2
     import numpy as np
 
+    from vrme.data.frames import FrameSource
     from vrme.features.align import landmarks_path, read_landmarks
     from vrme.features.flow import FlowParams
-    from vrme.data.frames import FrameSource
     from vrme.features.rois import roi_layout
 
     cfg = _config(data, out, k)

@@ -132,9 +132,9 @@ class Measured:
 
 def measure_features(ds: DatasetSize, seconds: float, work: Path) -> dict[str, float]:
     """Align + features of a generated video in ``ds``'s layout, resolution and frame rate."""
+    from vrme.data.ingest import ingest
     from vrme.features.align import load_models, predictor_file, run_align
     from vrme.features.flow import run_features
-    from vrme.data.ingest import ingest
     from vrme.synth.generate import generate_dataset
     from vrme.synth.spec import SynthSpec
 

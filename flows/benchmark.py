@@ -19,8 +19,13 @@ from typing import Any
 
 from prefect import flow
 
-from flows._shared import (cli_command, config_from_params, name_from_parameters, run_tags,
-                           tag_this_run)
+from flows._shared import (
+    cli_command,
+    config_from_params,
+    name_from_parameters,
+    run_tags,
+    tag_this_run,
+)
 from flows.features import count_note, failed_videos, features_step
 from flows.ingest import ingest_step, stages_of
 from flows.outcome import FAILURES_FILE, finish_run, record_failures
@@ -28,10 +33,9 @@ from flows.progress import RunProgress
 from flows.report import fold_table, publish_artifacts, report_step
 from flows.train import flow_run_name, train_step
 from tasks.common import task_runner
-from vrme.catalog import manifest_path, run_manifest_path
+from vrme.catalog import STAGES_FILE, manifest_path, run_manifest_path
 from vrme.config import Config
 from vrme.interrupt import stop_requested
-from vrme.catalog import STAGES_FILE
 from vrme.schema import MANIFEST_SCHEMA, read_manifest, write_table
 
 log = logging.getLogger("vrme.flows")

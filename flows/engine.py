@@ -68,10 +68,9 @@ def main(flow_run_id: str) -> int:
     from prefect import get_client
     from prefect.flow_engine import load_flow_run, run_flow
 
+    from flows.commands._common import quiet_expected_tracebacks
     from flows.progress import emit
     from vrme.errors import UserError
-
-    from flows.commands._common import quiet_expected_tracebacks
 
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     stop_on_sigterm()

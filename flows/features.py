@@ -18,8 +18,16 @@ import pandas as pd
 from prefect import flow
 from prefect.task_runners import TaskRunner
 
-from flows._shared import (Outcome, batches, cli_command, config_from_params,
-                           name_from_parameters, run_tags, run_tasks, tag_this_run)
+from flows._shared import (
+    Outcome,
+    batches,
+    cli_command,
+    config_from_params,
+    name_from_parameters,
+    run_tags,
+    run_tasks,
+    tag_this_run,
+)
 from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import align_task, features_task

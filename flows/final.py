@@ -3,19 +3,25 @@ submission, one video. Scheduled and watched like the benchmark (``vrme serve --
 
 from __future__ import annotations
 
-from vrme.catalog import PREDICT_CACHE
 from typing import Any
 
 from prefect import flow
 
-from flows._shared import (call_task, cli_command, config_from_params, name_from_parameters,
-                           run_tags, tag_this_run)
+from flows._shared import (
+    call_task,
+    cli_command,
+    config_from_params,
+    name_from_parameters,
+    run_tags,
+    tag_this_run,
+)
 from flows.features import failed_videos
 from flows.ingest import stages_of
 from flows.outcome import finish_run
 from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import predict_task, spot_task, train_final_task
+from vrme.catalog import PREDICT_CACHE
 from vrme.interrupt import stop_requested
 from vrme.io import clean_work_folder
 

@@ -7,14 +7,18 @@ from typing import Any
 
 from prefect import flow
 
-from flows._shared import (call_task, cli_command, config_from_params, name_from_parameters,
-                           run_tags, tag_this_run)
+from flows._shared import (
+    call_task,
+    cli_command,
+    config_from_params,
+    name_from_parameters,
+    run_tags,
+    tag_this_run,
+)
 from flows.progress import RunProgress
 from tasks.pipeline import ingest_task, synthesize_task
 from vrme.config import Config, wants_synthesis
 from vrme.io import clean_work_folder
-
-
 
 
 def ingest_step(cfg: Config, refresh: bool = False,

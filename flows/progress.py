@@ -96,8 +96,11 @@ def _flow_run_id() -> Any:
 def _existing_progress_artifact(flow_run_id: Any) -> Any:
     """The progress artifact a retried flow run already has (None for a first attempt)."""
     from prefect import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
-                                                ArtifactFilterType)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+    )
 
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(

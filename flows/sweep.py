@@ -27,8 +27,13 @@ from typing import Any
 
 from prefect import flow
 
-from flows._shared import (cli_command, config_from_params, name_from_parameters, run_tags,
-                           tag_this_run)
+from flows._shared import (
+    cli_command,
+    config_from_params,
+    name_from_parameters,
+    run_tags,
+    tag_this_run,
+)
 from flows.outcome import finish_run
 from flows.progress import RunProgress, artifact_key
 from vrme.config import ConfigError, parse_override

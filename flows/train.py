@@ -16,16 +16,22 @@ from typing import Any
 from prefect import flow
 from prefect.task_runners import TaskRunner
 
-from flows._shared import (Outcome, cli_command, config_from_params, name_from_parameters,
-                           run_tags, run_tasks, tag_this_run)
+from flows._shared import (
+    Outcome,
+    cli_command,
+    config_from_params,
+    name_from_parameters,
+    run_tags,
+    run_tasks,
+    tag_this_run,
+)
 from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import train_fold_task
-from vrme.catalog import labels_path, manifest_path, run_manifest_path
+from vrme.catalog import FOLD_FAILED_FILE, fold_dir, labels_path, manifest_path, run_manifest_path
 from vrme.config import Config
 from vrme.features.flow import features_dir as features_dir_of
 from vrme.io import clean_work_folder, write_json_atomic
-from vrme.catalog import FOLD_FAILED_FILE, fold_dir
 
 log = logging.getLogger("vrme.flows")
 

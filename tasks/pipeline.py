@@ -223,8 +223,8 @@ def spot_task(video: str, models: list[str], cache_dir: str, plot: str | None = 
     """Spot one video; return its intervals, frame rate, skip and k_p (and write the score
     plot if asked)."""
     from vrme.config import load_config
-    from vrme.io import write_bytes_atomic
     from vrme.inference.predict import load_models, spot_plot_png, spot_video
+    from vrme.io import write_bytes_atomic
 
     ens = load_models([Path(m) for m in models], config=load_config(config) if config else None)
     res = spot_video(video, ens, cache_dir=cache_dir, fps=fps, progress=False)

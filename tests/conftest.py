@@ -112,11 +112,11 @@ class TinyBench:
 @pytest.fixture(scope="session")
 def tiny_bench(tmp_path_factory, tiny_synth_root) -> TinyBench:
     from vrme.catalog import labels_path, manifest_path
-    from vrme.features.flow import features_dir, run_features
     from vrme.data.ingest import ingest
-    from vrme.training.loso import run_loso
+    from vrme.features.flow import features_dir, run_features
     from vrme.record import write_run_info
     from vrme.report.build import build_report
+    from vrme.training.loso import run_loso
 
     base = tmp_path_factory.mktemp("tiny_bench")
     seconds: dict[str, float] = {}

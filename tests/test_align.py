@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import facegen, videos_config
+from vrme.config import AlignConfig
+from vrme.errors import NoFaceError
 from vrme.features.align import (
     LANDMARKS_SCHEMA,
     FrameAlignment,
@@ -23,9 +25,6 @@ from vrme.features.align import (
     read_landmarks,
     run_align,
 )
-from vrme.config import AlignConfig
-from vrme.errors import NoFaceError
-
 
 
 def test_crop_box_integer_arithmetic():

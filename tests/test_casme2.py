@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tests.helpers import PROJECT, write_frames
 from vrme.config import config_from_mapping, load_config
-from vrme.errors import DataError, LabelError
 from vrme.data.ingest import check_layout, ingest
 from vrme.data.layouts.casme2 import EMOTIONS, LABEL_FILE, read_casme2_labels
+from vrme.errors import DataError, LabelError
 from vrme.synth.generate import generate_dataset
 from vrme.synth.spec import SynthSpec
 

@@ -74,7 +74,8 @@ def test_first_run_on_a_fresh_machine_works(uninterrupted):
     assert not our_processes(home)
 
 
-def _interrupt(cfg: Path, env: dict[str, str], sig: int, when: str, log: Path) -> tuple[int, float, str]:
+def _interrupt(cfg: Path, env: dict[str, str], sig: int, when: str,
+               log: Path) -> tuple[int, float, str]:
     """Start ``vrme run`` in its own process group, send ``sig`` to the group once a line
     containing ``when`` appears; returns (exit code, seconds from signal to exit, output)."""
     proc = subprocess.Popen([str(BIN / "vrme"), "run", "--config", str(cfg)], env=env,

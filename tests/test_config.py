@@ -18,8 +18,10 @@ def test_shipped_configs_load(name):
 def test_paper_settings():
     casme = load_config(CONFIGS / "casme3.yaml")
     samm = load_config(CONFIGS / "samm_lv.yaml")
-    assert (casme.dataset.frame_skip, casme.features.k, casme.train.ratio, casme.train.batch_size) == (1, 50, 4, 256)
-    assert (samm.dataset.frame_skip, samm.features.k, samm.train.ratio, samm.train.batch_size) == (7, 30, 0.5, 32)
+    assert (casme.dataset.frame_skip, casme.features.k, casme.train.ratio,
+            casme.train.batch_size) == (1, 50, 4, 256)
+    assert (samm.dataset.frame_skip, samm.features.k, samm.train.ratio,
+            samm.train.batch_size) == (7, 30, 0.5, 32)
     for cfg in (casme, samm):
         assert cfg.train.epochs == 50 and cfg.train.lr == 3e-4 and cfg.train.seed == 100
         assert cfg.decode.p == 0.55 and cfg.decode.synergy_strategy == 1

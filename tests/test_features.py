@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import facegen, videos_config
-from vrme.features.align import align_video, landmarks_path, read_landmarks
 from vrme.errors import FrameError, UserError
+from vrme.features.align import align_video, landmarks_path, read_landmarks
 from vrme.features.flow import (
     FlowParams,
     extract_video_features,
@@ -20,7 +20,6 @@ from vrme.features.flow import (
 )
 from vrme.features.rois import N_ROWS, ROI_NAMES, roi_layout, top_fraction_mean
 from vrme.schema import features_schema, read_video_features
-
 
 
 def _params(cfg):
@@ -200,8 +199,8 @@ def test_truncated_jpeg_fails_naming_the_file(tmp_path):
 def test_global_head_shift_is_realigned_and_subtracted():
     import cv2
 
-    from vrme.features.align import align_frame, load_models, predictor_file
     from vrme.config import AlignConfig
+    from vrme.features.align import align_frame, load_models, predictor_file
 
     frames, _ = facegen.render(K, noise=0.5)
     shifted, _ = facegen.render(K, noise=0.5, shift=(3.0, -2.0), seed=1)
@@ -268,8 +267,8 @@ def _min_channel_corr(a: np.ndarray, b: np.ndarray) -> float:
 def test_fast_farneback_equals_opencv_on_face_regions():
     import cv2
 
-    from vrme.features.align import align_frame, crop_face, load_models, predictor_file
     from vrme.config import AlignConfig
+    from vrme.features.align import align_frame, crop_face, load_models, predictor_file
     from vrme.features.farneback import Farneback
 
     frames, _ = facegen.render(6, me=(1, 5), amplitude=2.5, shift=(0.0, 0.0))
@@ -327,9 +326,9 @@ def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
     """missing_face: reference, on frames without a face at chosen places (real dlib): a
     window whose first frames show no face is compared with its first frame that has one; the
     columns up to that frame are zero; a window with no face at all is zeros."""
-    from vrme.features.align import align_frame, load_models, predictor_file
     from vrme.config import AlignConfig
     from vrme.data.frames import read_gray
+    from vrme.features.align import align_frame, load_models, predictor_file
 
     root, out = tmp_path / "data", tmp_path / "work"
     # k = 20: windows start at 0, 10, 20, 30, 40, 50. Window 0 finds its face on frame 2,

@@ -9,10 +9,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.helpers import write_frames, layout_config
-from vrme.errors import FrameError
+from tests.helpers import layout_config, write_frames
 from vrme.data.frames import FrameSource, list_frames
 from vrme.data.ingest import ingest
+from vrme.errors import FrameError
 
 
 def entries(res, subject, video):

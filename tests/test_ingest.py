@@ -14,12 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.helpers import write_frames, layout_config
+from tests.helpers import layout_config, write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS
-from vrme.errors import DataError, LabelError
 from vrme.data.ingest import ingest
 from vrme.data.layouts.casme3 import read_casme3_labels
 from vrme.data.layouts.samm_lv import read_samm_labels
+from vrme.errors import DataError, LabelError
 from vrme.schema import LABELS_SCHEMA, MANIFEST_SCHEMA, read_labels, read_manifest
 
 
@@ -40,7 +40,8 @@ def test_mock_casme3_spreadsheet(fixtures):
                                         DEFAULT_EMOTION_MAPS["casme3"])
     assert len(events) == 20 and issues == []
     first = events.iloc[0]
-    assert (first.subject, first.video, first.onset, first.apex, first.offset) == ("dzw", "a1", 1, 5, 15)
+    assert (first.subject, first.video, first.onset, first.apex,
+            first.offset) == ("dzw", "a1", 1, 5, 15)
     assert first.emotion_raw == "happy" and first.emotion == "positive"
     assert first.source_row == 2
     assert set(events["emotion"]) == {"positive", "negative", "surprise"}
@@ -148,7 +149,8 @@ def test_ingest_samm_layout(tiny_samm, tmp_path):
     assert (m["first_frame"] == 1).all() and (m["pad_width"] == 4).all()
     assert (m["name_prefix"] == m["video"] + "_").all()
     assert len(res.labels) == 2  # one event per video on disk
-    assert pd.api.types.is_string_dtype(res.labels["subject"]) and res.labels.iloc[0].subject == "001"
+    assert pd.api.types.is_string_dtype(res.labels["subject"])
+    assert res.labels.iloc[0].subject == "001"
 
 
 def test_ingest_refuses_label_paths_outside_root(tiny_casme3, tmp_path):

@@ -25,9 +25,9 @@ import pytest
 
 from tests.helpers import FIXTURES, write_frames
 from vrme.config import config_from_mapping
-from vrme.errors import UserError
 from vrme.data.ingest import ingest
 from vrme.data.labels import normalize_header
+from vrme.errors import UserError
 
 CASES = 70
 EMOTIONS = ["happy", "disgust", "fear", "anger", "sad", "surprise", "others"]

@@ -13,12 +13,12 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from tests.helpers import FIXTURES, write_frames, layout_config
+from tests.helpers import FIXTURES, layout_config, write_frames
 from vrme.config import DEFAULT_EMOTION_MAPS
-from vrme.errors import DataError, LabelError
 from vrme.data.ingest import ingest
 from vrme.data.layouts.casme3 import read_casme3_labels
 from vrme.data.layouts.samm_lv import read_samm_labels
+from vrme.errors import DataError, LabelError
 
 CASME = DEFAULT_EMOTION_MAPS["casme3"]
 SAMM = DEFAULT_EMOTION_MAPS["samm_lv"]

@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import model_config
 from vrme.config import Config, DecodeConfig
 from vrme.errors import DataError
+from vrme.schema import MANIFEST_SCHEMA, read_labels, read_manifest, write_table
+from vrme.synth.features import make_feature_dataset
 from vrme.training.loso import (
     ground_truth_table,
     loso_subjects,
@@ -20,8 +22,6 @@ from vrme.training.loso import (
     run_loso,
     score_intervals,
 )
-from vrme.schema import MANIFEST_SCHEMA, read_labels, read_manifest, write_table
-from vrme.synth.features import make_feature_dataset
 
 K = 30
 

@@ -14,7 +14,6 @@ from vrme.model import build_model
 from vrme.training.priors import Priors
 from vrme.training.train import TrainingWindows, fit, fold_config_hash
 
-
 K = 30
 
 

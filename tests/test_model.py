@@ -26,7 +26,8 @@ from vrme.model import (
 TINY = dict(fast_channels=8, slow_channels=16, stages=2, blocks_per_stage=2, d_state=4, n_heads=2)
 
 
-def _scan_inputs(b: int, L: int, D: int, N: int, seed: int, dtype=torch.float64) -> list[torch.Tensor]:
+def _scan_inputs(b: int, L: int, D: int, N: int, seed: int,
+                 dtype=torch.float64) -> list[torch.Tensor]:
     """u, delta, A, B, C, D, z, delta_bias with realistic ranges, all requiring grad."""
     g = torch.Generator().manual_seed(seed)
     ts = [
@@ -50,7 +51,8 @@ def _fwd_bwd(fn, inputs, kwargs, seed=3):
 
 
 needs_fused = pytest.mark.skipif(not fused_mod.fused_scan_available(),
-                                 reason=f"fused scan kernel unavailable: {fused_mod.fused_scan_error()}")
+                                 reason="fused scan kernel unavailable: "
+                                 f"{fused_mod.fused_scan_error()}")
 IMPLS = ["torch", pytest.param("fused", marks=needs_fused)]
 
 
@@ -63,7 +65,8 @@ IMPLS = ["torch", pytest.param("fused", marks=needs_fused)]
         ((5, 30, 8, 4), dict(delta_softplus=True)),
         ((2, 1, 4, 3), dict(delta_softplus=True)),  # a single time step
         ((4, 9, 5, 7), dict(delta_softplus=False)),
-        ((3, 7, 150, 5), dict(delta_softplus=True)),  # channels: two full blocks of the kernel + a part
+        # channels: two full blocks of the kernel + a part
+        ((3, 7, 150, 5), dict(delta_softplus=True)),
     ],
 )
 def test_scan_matches_sequential_loop_float64(monkeypatch, impl, items_per_chunk, shape, kwargs):

@@ -219,13 +219,15 @@ def test_decode_code_version_redecodes_and_train_version_retrains(
 
     cfg = write_config(tmp_path, tiny_synth_root, "orchestration: {retries: 0}\n")
     assert run_benchmark(cfg).is_completed()
-    monkeypatch.setattr(vrme.decoding.decode, "DECODE_VERSION", vrme.decoding.decode.DECODE_VERSION + 1)
+    decode_mod = vrme.decoding.decode
+    monkeypatch.setattr(decode_mod, "DECODE_VERSION", decode_mod.DECODE_VERSION + 1)
     res = run_benchmark(cfg).result()
     assert res["folds_decoded"] == ["1", "2", "3"] and res["videos"] == {"cached": 3}
     monkeypatch.setattr(vrme.training.train, "TRAIN_VERSION", vrme.training.train.TRAIN_VERSION + 1)
     res = run_benchmark(cfg).result()
     assert res["folds_trained"] == ["1", "2", "3"] and res["videos"] == {"cached": 3}
-    monkeypatch.setattr(vrme.features.flow, "FEATURES_VERSION", vrme.features.flow.FEATURES_VERSION + 1)
+    flow_mod = vrme.features.flow
+    monkeypatch.setattr(flow_mod, "FEATURES_VERSION", flow_mod.FEATURES_VERSION + 1)
     res = run_benchmark(cfg).result()
     assert res["videos"] == {"computed": 3} and res["folds_trained"] == ["1", "2", "3"]
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from vrme.errors import DataError
+from vrme.inference.predict import (
+    check_megc_csv,
+    frame_skip_for,
+    guess_fps,
+    megc_table,
+    write_megc_csv,
+)
 from vrme.report.plots import SCORE_SIZE, png_size
-from vrme.inference.predict import (check_megc_csv, frame_skip_for, guess_fps, megc_table,
-                          write_megc_csv)
-
 
 
 def test_frame_skip_rule_matches_the_datasets():
@@ -61,9 +66,9 @@ def test_megc_table_drops_others_and_writes_integers(tmp_path):
 @pytest.mark.slow
 def test_final_model_trains_on_all_subjects_and_loads_like_a_fold(tiny_bench,
                                                                    final_model):
+    from vrme.schema import read_labels
     from vrme.training.final import read_model_info, train_final
     from vrme.training.priors import duration_prior
-    from vrme.schema import read_labels
     from vrme.training.train import load_fold_model
 
     info = read_model_info(final_model)
@@ -85,8 +90,8 @@ def test_final_model_trains_on_all_subjects_and_loads_like_a_fold(tiny_bench,
 def test_fold_ensemble_averages_its_members(tiny_bench):
     from vrme.features.flow import feature_path
     from vrme.inference.predict import load_models
+    from vrme.inference.scores import predict_video
     from vrme.schema import read_video_features
-    from vrme.training.train import predict_video
 
     ens = load_models(tiny_bench.run_dir)
     assert ens.kind == "folds" and len(ens.models) == 3 and ens.k == 16
@@ -181,7 +186,7 @@ def test_vrme_predict_writes_a_valid_megc_submission(tiny_bench, spec_kw, tmp_pa
 @pytest.mark.slow
 def test_vrme_predict_with_the_samm_test_decode_mode(tiny_bench, tmp_path):
     from flows.cli import app
-    from vrme.inference.predict import load_models, prediction_decode, predict_videos, scan_videos
+    from vrme.inference.predict import load_models, predict_videos, prediction_decode, scan_videos
     from vrme.synth.generate import generate_dataset
     from vrme.synth.spec import SynthSpec
     from vrme.training.train import decode_scores_table
@@ -234,8 +239,13 @@ def test_predict_and_spot_name_a_video_alike(tmp_path):
 
     from tests.helpers import videos_config
     from vrme.features.flow import feature_path
-    from vrme.inference.predict import Ensemble, feature_config, frame_skip_for, scan_videos, \
-        single_video_manifest
+    from vrme.inference.predict import (
+        Ensemble,
+        feature_config,
+        frame_skip_for,
+        scan_videos,
+        single_video_manifest,
+    )
 
     root = tmp_path / "megc"
     frame = np.full((48, 64), 128, np.uint8)

@@ -59,8 +59,12 @@ def test_cli_run_against_server_and_read_back(prefect_server, tiny_synth_root, t
     assert "report:" in proc.stdout and "report.html" in proc.stdout
 
     from prefect import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId,
-                                                FlowRunFilter, FlowRunFilterId)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
 
     runs = flow_runs(url, "vrme-benchmark")
     assert len(runs) == 1 and runs[0].state.is_completed()

@@ -9,9 +9,15 @@ from sklearn.utils.class_weight import compute_class_weight
 from tests.helpers import tiny_config
 from vrme.config import Config, PriorConfig
 from vrme.errors import DataError
-from vrme.training.priors import Priors, balanced_class_weights, duration_prior, estimate_priors, median_duration
 from vrme.schema import LABELS_SCHEMA, read_labels, write_table
 from vrme.synth.features import make_feature_dataset
+from vrme.training.priors import (
+    Priors,
+    balanced_class_weights,
+    duration_prior,
+    estimate_priors,
+    median_duration,
+)
 from vrme.training.train import plan_fold
 
 

@@ -30,11 +30,10 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.helpers import facegen, videos_config
-from tests.helpers import tiny_config_text
+from tests.helpers import facegen, tiny_config_text, videos_config
+from vrme.data.ingest import ingest
 from vrme.errors import LabelError
 from vrme.features.flow import feature_path, run_features
-from vrme.data.ingest import ingest
 from vrme.io import WriteError, clean_work_folder, write_bytes_atomic, write_parquet_atomic
 from vrme.schema import read_video_features
 

@@ -13,14 +13,27 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import TINY_SYNTH
-from vrme.report.plots import (CONFUSION_SIZE, DURATION_SIZE, LOSS_PANELS_PER_PNG, SCORE_SIZE,
-                        SUBJECT_F1_SIZE, loss_curves_png, loss_curves_size, png_size,
-                        score_curve_png)
+from vrme.metrics.strs import evaluate_strs
 from vrme.record import code_versions, read_run_info
 from vrme.report.build import _pick_videos, build_report
-from vrme.report.score import FALSE_COLUMNS, MISSED_COLUMNS, PER_VIDEO_COLUMNS, _matching, _video_clock
-from vrme.metrics.strs import evaluate_strs
-
+from vrme.report.plots import (
+    CONFUSION_SIZE,
+    DURATION_SIZE,
+    LOSS_PANELS_PER_PNG,
+    SCORE_SIZE,
+    SUBJECT_F1_SIZE,
+    loss_curves_png,
+    loss_curves_size,
+    png_size,
+    score_curve_png,
+)
+from vrme.report.score import (
+    FALSE_COLUMNS,
+    MISSED_COLUMNS,
+    PER_VIDEO_COLUMNS,
+    _matching,
+    _video_clock,
+)
 
 
 def test_pick_videos_round_robin_over_subjects():

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 import vrme.metrics.strs as strs_mod
 from flows.cli import app
-from vrme.errors import DataError
 from tests.helpers.strs_oracle import evaluate_loop
+from vrme.errors import DataError
 from vrme.metrics.strs import JSON_KEYS, evaluate_strs, input_warnings, read_strs_csv
 
 FIX = Path(__file__).parent / "fixtures" / "strs"

@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from vrme.config import DEFAULT_EMOTION_MAPS, ConfigError, config_from_mapping, load_config
-from vrme.schema import read_labels, read_manifest
 from vrme.data.layouts.casme3 import HEADER as CASME3_HEADER
 from vrme.data.layouts.samm_lv import SAMM_FACS_HEADER, SAMM_RELEASE_HEADER
+from vrme.schema import read_labels, read_manifest
 from vrme.synth.face import AU_LANDMARKS, ME_ACTIONS, astronaut_face, build_subject, predictor_path
 from vrme.synth.generate import generate_dataset
 from vrme.synth.render import _render_frames
-from vrme.synth.schedule import _Event, _profile, _schedule, _timeline, _Timeline
+from vrme.synth.schedule import _Event, _profile, _schedule, _Timeline, _timeline
 from vrme.synth.spec import SynthError, SynthSpec, spec_from_config
 from vrme.synth.video import render_video_file
 

@@ -13,16 +13,16 @@ import torch
 from tests.helpers import model_config
 from vrme.config import Config
 from vrme.errors import DataError
-from vrme.training.priors import Priors
+from vrme.inference.scores import predict_video
 from vrme.schema import read_video_features
 from vrme.synth.features import make_feature_dataset
+from vrme.training.priors import Priors
 from vrme.training.train import (
     LOGIT_COLUMNS,
     SCORE_COLUMNS,
     fold_config_hash,
     fold_is_complete,
     load_fold_model,
-    predict_video,
     read_scores,
     resolve_device,
     train_fold,
@@ -186,7 +186,8 @@ def test_code_versions_invalidate_exactly_their_outputs(dataset, tmp_path, monke
     models = tmp_path / "models"
     fold_dir = tmp_path / "run" / "01"
     assert _fold(cfg, dataset, fold_dir, models).how == "trained"
-    monkeypatch.setattr(vrme.decoding.decode, "DECODE_VERSION", vrme.decoding.decode.DECODE_VERSION + 1)
+    decode_mod = vrme.decoding.decode
+    monkeypatch.setattr(decode_mod, "DECODE_VERSION", decode_mod.DECODE_VERSION + 1)
     assert _fold(cfg, dataset, fold_dir, models).how == "decoded"  # no training
     assert _fold(cfg, dataset, fold_dir, models).how == "cached"
     before = vrme.training.train.train_hash(cfg)

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from vrme.errors import DataError, LabelError
-from vrme.schema import VideoFeatures, write_video_features
 from vrme.features.windows import (
     NEUTRAL_CLASS,
     VideoRef,
@@ -22,6 +21,7 @@ from vrme.features.windows import (
     video_events,
     window_targets,
 )
+from vrme.schema import VideoFeatures, write_video_features
 
 
 def label_rows(rows):
@@ -105,7 +105,8 @@ def _ref(name: str, n_frames: int, k: int = 6) -> VideoRef:
 
 
 def _events(pairs, cls=0):
-    return pd.DataFrame({"onset_index": [p[0] for p in pairs], "offset_index": [p[1] for p in pairs],
+    return pd.DataFrame({"onset_index": [p[0] for p in pairs],
+                         "offset_index": [p[1] for p in pairs],
                          "apex_index": [-1] * len(pairs), "class_id": [cls] * len(pairs)})
 
 

@@ -34,8 +34,8 @@ from pydantic import (
     model_validator,
 )
 
-from vrme.data import layouts as _layouts
 from vrme import catalog
+from vrme.data import layouts as _layouts
 from vrme.errors import UserError
 
 EMOTION_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise", "others")

@@ -33,8 +33,14 @@ class ProgressBar:
     def start(self) -> ProgressBar:
         if not self.enabled or self._bar is not None:
             return self
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn(),
                               TextColumn("{task.fields[note]}"), MofNCompleteColumn()]

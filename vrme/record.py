@@ -16,21 +16,21 @@ import platform
 import sys
 from pathlib import Path
 from typing import Any
+
 import numpy as np
+
 import vrme
 from vrme.catalog import RUN_INFO_FILE
 from vrme.config import Config, config_from_mapping
 from vrme.errors import DataError
 from vrme.io import write_json_atomic
 
-
-
-
 RUN_INFO_FORMAT = 1
 
 
 def is_synthetic_dataset(root: str | os.PathLike[str] | None) -> bool:
-    """True when ``root`` holds a dataset made by :mod:`vrme.synth.generate` (its ``synth_spec.json``)."""
+    """True when ``root`` holds a dataset made by :mod:`vrme.synth.generate` (its
+    ``synth_spec.json``)."""
     return root is not None and (Path(root) / "synth_spec.json").is_file()
 
 
@@ -79,10 +79,10 @@ def code_versions() -> dict[str, int]:
     """The version number of every stage's code (bumped with any change that changes its
     output; each is part of that stage's cache hash): ingest, align, features, priors, train,
     decode."""
-    from vrme.features.align import ALIGN_VERSION
-    from vrme.decoding.decode import DECODE_VERSION
-    from vrme.features.flow import FEATURES_VERSION
     from vrme.data.ingest import INGEST_VERSION
+    from vrme.decoding.decode import DECODE_VERSION
+    from vrme.features.align import ALIGN_VERSION
+    from vrme.features.flow import FEATURES_VERSION
     from vrme.training.priors import PRIORS_VERSION
     from vrme.training.train import TRAIN_VERSION
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from vrme.catalog import PREDICT_CACHE
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from flows.commands._common import friendly_errors, load, setup_logging
+from vrme.catalog import PREDICT_CACHE
 
 ModelOpt = Annotated[
     list[Path],
@@ -48,8 +48,8 @@ def check_inputs(models: list[Path], cache: Path, *, root: Path | None = None,
     and decodes its first frame (an empty, truncated or non-video file, an empty frame folder),
     the cache folder is writable, and each output file is not a folder and can be written."""
     from vrme.config import check_writable_folder
-    from vrme.errors import DataError
     from vrme.data.frames import check_video
+    from vrme.errors import DataError
 
     for m in models:
         if not m.exists():

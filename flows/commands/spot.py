@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from vrme.catalog import PREDICT_CACHE
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 
 from flows.commands._common import friendly_errors, load, setup_logging
 from flows.commands.predict import CacheOpt, FpsOpt, ModelOpt, WorkersOpt, check_inputs
+from vrme.catalog import PREDICT_CACHE
 
 
 def register(app: typer.Typer) -> None:

@@ -3,9 +3,10 @@
 A deliberately simple, exactly known movement for tests that assert where features respond:
 vrme's synthetic generator (:mod:`vrme.synth`) varies pose, lighting and events at random; this
 keeps one face still and moves one region. The face is the generator's source photo
-(:func:`vrme.synth.face.astronaut_face`, scikit-image's astronaut) at its own scale (dlib finds it with upsample 0)
-on a 320 x 240 canvas. A "micro-expression" raises the eyebrows by a smooth Gaussian warp around
-landmarks 17-26 with a raised-cosine amplitude profile; the rest of the face does not move.
+(:func:`vrme.synth.face.astronaut_face`, scikit-image's astronaut) at its own scale (dlib finds it
+with upsample 0) on a 320 x 240 canvas. A "micro-expression" raises the eyebrows by a smooth
+Gaussian warp around landmarks 17-26 with a raised-cosine amplitude profile; the rest of the face
+does not move.
 """
 
 from __future__ import annotations

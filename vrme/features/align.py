@@ -54,24 +54,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vrme.catalog import stage_dir, video_file
 from vrme.config import AlignConfig, Config, stable_hash
 from vrme.errors import FrameError, NoFaceError, UserError
-from vrme.interrupt import check as check_interrupt
-from vrme.io import read_parquet_metadata, write_parquet_atomic
-from vrme.catalog import stage_dir, video_file
-from vrme.record import library_versions, peak_rss_mb
 from vrme.features.jobs import (
-    cached_output_valid,
-    dataset_root,
     IndexReader,
     VideoJob,
     VideoStatus,
+    cached_output_valid,
     chunk_windows,
+    dataset_root,
     frames_fingerprint,
     index_count,
     run_jobs,
     window_count,
 )
+from vrme.interrupt import check as check_interrupt
+from vrme.io import read_parquet_metadata, write_parquet_atomic
+from vrme.record import library_versions, peak_rss_mb
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -40,6 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vrme.catalog import stage_dir, video_file
+from vrme.config import AlignConfig, Config, FeatureConfig, stable_hash
+from vrme.errors import FrameError, NoFaceError, UserError
 from vrme.features.align import (
     VideoLandmarks,
     align_hash,
@@ -49,10 +52,18 @@ from vrme.features.align import (
     run_align,
     window_counts,
 )
-from vrme.config import AlignConfig, Config, FeatureConfig, stable_hash
-from vrme.errors import FrameError, NoFaceError, UserError
-from vrme.interrupt import check as check_interrupt
-from vrme.io import read_parquet_metadata
+from vrme.features.jobs import (
+    IndexReader,
+    VideoJob,
+    VideoStatus,
+    cached_output_valid,
+    chunk_windows,
+    dataset_root,
+    frames_fingerprint,
+    index_count,
+    run_jobs,
+    window_count,
+)
 from vrme.features.rois import (
     N_ROWS,
     ROI_NAMES,
@@ -61,20 +72,9 @@ from vrme.features.rois import (
     roi_layout,
     top_fraction_mean,
 )
-from vrme.catalog import stage_dir, video_file
+from vrme.interrupt import check as check_interrupt
+from vrme.io import read_parquet_metadata
 from vrme.record import library_versions, peak_rss_mb
-from vrme.features.jobs import (
-    cached_output_valid,
-    dataset_root,
-    IndexReader,
-    VideoJob,
-    VideoStatus,
-    chunk_windows,
-    frames_fingerprint,
-    index_count,
-    run_jobs,
-    window_count,
-)
 
 if TYPE_CHECKING:
     import pandas as pd

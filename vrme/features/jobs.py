@@ -2,7 +2,8 @@
 
 - :class:`VideoStatus`: what happened to one video in a stage (computed / cached / skipped).
 - :class:`IndexReader`: frames by *index* (after frame skipping), with the bad-frame policy.
-- :func:`frames_fingerprint`: what a cache entry records (with :func:`vrme.record.library_versions`).
+- :func:`frames_fingerprint`: what a cache entry records (with
+:func:`vrme.record.library_versions`).
 - :func:`window_count`, :func:`chunk_windows`: window arithmetic and work splitting.
 - :func:`run_jobs`: runs the chunks of videos in this process with a progress bar and hands
   each video's chunk results, in order, to its finishing function. Videos run side by side only
@@ -29,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 
 from vrme.config import DatasetConfig
-from vrme.errors import FrameError, UserError
 from vrme.data.frames import FrameSource
-from vrme.progress import ProgressBar
+from vrme.errors import FrameError, UserError
 from vrme.io import read_parquet_metadata
+from vrme.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 

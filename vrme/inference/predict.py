@@ -94,7 +94,7 @@ class Ensemble:
         """Per-frame ``(spot, logits)`` of one video's features (a
         :class:`vrme.schema.VideoFeatures`), the mean over the members; shapes (n,) and
         (n, 5) for the n indices its windows cover (after skipping)."""
-        from vrme.training.train import predict_video
+        from vrme.inference.scores import predict_video
 
         bs = batch_size or self.cfg.train.predict_batch_size
         spot_sum: np.ndarray | None = None
@@ -109,9 +109,9 @@ class Ensemble:
 
 
 def _config_for(folder: Path, given: Config | None) -> Config | None:
-    from vrme.training.final import read_model_info
     from vrme.catalog import RUN_INFO_FILE
     from vrme.record import run_config
+    from vrme.training.final import read_model_info
 
     if given is not None:
         return given

@@ -37,8 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vrme.model.fused import (fused_scan_available, fused_scan_backward, fused_scan_error,
-                              fused_scan_forward, fused_scan_supports)
+from vrme.model.fused import (
+    fused_scan_available,
+    fused_scan_backward,
+    fused_scan_error,
+    fused_scan_forward,
+    fused_scan_supports,
+)
 
 logger = logging.getLogger(__name__)
 

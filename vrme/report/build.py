@@ -43,17 +43,27 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 import numpy as np
 import pandas as pd
+
 from vrme.catalog import fold_dir, folds_dir
 from vrme.config import Config
 from vrme.errors import DataError
 from vrme.io import write_bytes_atomic, write_json_atomic, write_parquet_atomic, write_text_atomic
 from vrme.record import RUN_INFO_FILE, _now, is_synthetic_dataset, read_run_info, run_config
 from vrme.report.load import FoldState, _load_tables, fold_states, read_stages
-from vrme.report.render import _Doc, _Image, _document, _fmt, _html, _md
-from vrme.report.score import STRS_COLUMNS, _clean, _confusion, _counts_text, _matching, _per_class, _video_clock, per_dataset_metrics
-
+from vrme.report.render import _Doc, _document, _fmt, _html, _Image, _md
+from vrme.report.score import (
+    STRS_COLUMNS,
+    _clean,
+    _confusion,
+    _counts_text,
+    _matching,
+    _per_class,
+    _video_clock,
+    per_dataset_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +325,12 @@ def _load_run(run_dir: Path, cfg: Config | None, manifest: Any, labels: Any) -> 
 def _score_run(run: _Run) -> _Scores:
     """Step 2: pool the complete folds' intervals, score them with both STRS variants, per
     fold, and match them video by video."""
-    from vrme.training.loso import (ground_truth_table, per_fold_metrics, pool_fold_intervals,
-                                    score_intervals)
+    from vrme.training.loso import (
+        ground_truth_table,
+        per_fold_metrics,
+        pool_fold_intervals,
+        score_intervals,
+    )
 
     cfg, complete, state_of = run.cfg, run.complete, run.state_of
     intervals = pool_fold_intervals(run.run_dir, complete).reset_index(drop=True)
@@ -384,8 +398,14 @@ def _draw_plots(run: _Run, sc: _Scores, max_videos: int) -> _Plots:
     """Step 3: per-video score curves (at most ``max_videos``), the confusion matrix,
     per-subject F1, durations, and the training curves."""
     from vrme.decoding.decode import box_smooth, peak_threshold
-    from vrme.report.plots import (LOSS_PANELS_PER_PNG, confusion_png, durations_png,
-                                   loss_curves_png, score_curve_png, subject_f1_png)
+    from vrme.report.plots import (
+        LOSS_PANELS_PER_PNG,
+        confusion_png,
+        durations_png,
+        loss_curves_png,
+        score_curve_png,
+        subject_f1_png,
+    )
     from vrme.training.train import read_scores
 
     cfg, states, state_of = run.cfg, run.states, run.state_of

@@ -9,16 +9,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 import pandas as pd
+
 from vrme.catalog import FOLD_FAILURE_FILES, RUN_FAILURES_FILE, STAGES_FILE, fold_dir
 from vrme.config import Config
 from vrme.errors import DataError
-
-
-
-
-
-
 
 
 @dataclass

@@ -11,8 +11,10 @@ import math
 import platform
 from dataclasses import dataclass, field
 from typing import Any
+
 import numpy as np
 import pandas as pd
+
 import vrme
 from vrme.config import Config
 from vrme.record import RUN_INFO_FILE, code_versions
@@ -216,7 +218,8 @@ def _provenance(d: _Doc) -> list[tuple[str, Any]]:
     src = ran.get("source")
     rows.append(["source (git commit)", "not a git checkout" if not src and "source" in ran
                  else "not recorded" if not src else
-                 f"{src.get('commit', '')[:12]}{' (uncommitted changes)' if src.get('dirty') else ''}",
+                 f"{src.get('commit', '')[:12]}"
+                 f"{' (uncommitted changes)' if src.get('dirty') else ''}",
                  ""])
     for key, label in (("feature_hash", "feature hash"), ("fold_config_hash", "fold config hash")):
         rows.append([label, info.get(key) or "not recorded", ""])

@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
 import numpy as np
 import pandas as pd
-from vrme.config import CLASS_NAMES, EMOTION_CLASSES
 
+from vrme.config import CLASS_NAMES, EMOTION_CLASSES
 
 STRS_COLUMNS = ["subject", "video", "onset", "offset", "emotion"]
 
@@ -286,8 +287,8 @@ def per_dataset_metrics(pred: pd.DataFrame, gt: pd.DataFrame, datasets: list[str
     """Official STRS of every dataset of a union on its own (its subjects are
     ``<dataset>.<subject>``, :mod:`vrme.data.union`): the predictions and ground truth of its
     subjects scored alone. The pooled numbers are the run's headline."""
-    from vrme.metrics.strs import evaluate_strs
     from vrme.data.union import dataset_of
+    from vrme.metrics.strs import evaluate_strs
 
     out: dict[str, Any] = {}
     p_ds = pred["subject"].astype(str).map(lambda x: dataset_of(x, datasets))

@@ -1,1 +1,2 @@
-"""Synthetic datasets: generated faces and events in the real layouts, and synthetic feature tables for tests."""
+"""Synthetic datasets: generated faces and events in the real layouts, and synthetic feature tables
+for tests."""

@@ -9,10 +9,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
+
 from vrme.data import layouts as layouts
 from vrme.synth.spec import SynthError, SynthSpec, subject_names
-
 
 # Landmarks (dlib 68-point scheme) whose neighbourhood each action moves. Tests and users can
 # measure an action's motion around these points.

@@ -22,6 +22,7 @@ import pandas as pd
 
 from vrme.catalog import LABELS_FILE, MANIFEST_FILE
 from vrme.config import EMOTION_CLASSES
+from vrme.features.windows import n_windows_for
 from vrme.schema import (
     LABELS_SCHEMA,
     MANIFEST_SCHEMA,
@@ -29,7 +30,6 @@ from vrme.schema import (
     write_table,
     write_video_features,
 )
-from vrme.features.windows import n_windows_for
 
 N_ROWS = 36
 
@@ -118,7 +118,8 @@ def make_feature_dataset(
             # Slow drift (smoothed random walk) plus jitter, per ROI row.
             walk = np.cumsum(rng.normal(0, drift, size=(n_frames, N_ROWS)), axis=0)
             kernel = np.ones(15) / 15
-            disp = np.stack([np.convolve(walk[:, r], kernel, mode="same") for r in range(N_ROWS)], 1)
+            disp = np.stack([np.convolve(walk[:, r], kernel, mode="same")
+                             for r in range(N_ROWS)], 1)
             for ev_no, (kind, on, ap, off) in enumerate(events, start=1):
                 if kind == "micro":
                     e = int(rng.choice(len(EMOTION_CLASSES), p=np.asarray(emotion_weights)))

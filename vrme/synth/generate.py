@@ -58,13 +58,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
 from vrme.data import layouts as layouts
 from vrme.progress import ProgressBar
 from vrme.synth.face import SourceFace, astronaut_face
-from vrme.synth.render import _VideoJob, _VideoOutput, _render_video_job
+from vrme.synth.render import _render_video_job, _VideoJob, _VideoOutput
 from vrme.synth.sheets import _csv_text, ground_truth_table
-from vrme.synth.spec import DISTRACTOR_COLUMNS, EVENT_COLUMNS, SynthError, SynthResult, SynthSpec, video_relpath
-
+from vrme.synth.spec import (
+    DISTRACTOR_COLUMNS,
+    EVENT_COLUMNS,
+    SynthError,
+    SynthResult,
+    SynthSpec,
+    video_relpath,
+)
 
 # pandas and vrme.io (pyarrow) are imported where used: rendering workers never need them and
 # start faster without.

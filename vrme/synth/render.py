@@ -9,15 +9,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 import numpy as np
+
 from vrme.data import layouts as layouts
 from vrme.interrupt import check as check_interrupt
 from vrme.io import atomic_folder
 from vrme.synth.face import SourceFace, SynthSubject, _video_seed, build_subject
-from vrme.synth.schedule import _Timeline, _event_rows, _timeline
+from vrme.synth.schedule import _event_rows, _Timeline, _timeline
 from vrme.synth.spec import SynthError, SynthSpec, frame_relpath, video_name, video_relpath
-
-
 
 
 def _render_frames(spec: SynthSpec, subject: SynthSubject, tl: _Timeline,

@@ -9,9 +9,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
 import numpy as np
+
 from vrme.data import layouts as layouts
-from vrme.synth.face import ME_ACTIONS, SynthSubject, _ACTION_AU, _ACTION_OBJECTIVE, _video_seed
+from vrme.synth.face import _ACTION_AU, _ACTION_OBJECTIVE, ME_ACTIONS, SynthSubject, _video_seed
 from vrme.synth.spec import SynthSpec
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
 from vrme.data import layouts as layouts
 from vrme.synth.spec import GROUND_TRUTH_COLUMNS
-
 
 # Fixed timestamp for every spreadsheet, so that the same spec gives byte-identical files.
 _FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)

@@ -8,7 +8,8 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
 from vrme.data import layouts as layouts
 from vrme.errors import UserError
 
@@ -60,10 +61,10 @@ class SynthSpec:
     """What to generate.
 
     ``seconds`` is the length of every video; ``fps`` (frames/s) defaults to the layout's rate
-    (30 for casme3 and casme2, 200 for samm-lv). ``mes_per_video`` / ``macros_per_video`` are targets: events
-    that do not fit a short video (each needs its own length plus 1 s of separation) are left
-    out with a warning. ``head_motion`` and ``noise`` scale head drift/jerks and sensor noise
-    (0 switches them off); ``blinks_per_minute`` is the mean blink rate (0 = none).
+    (30 for casme3 and casme2, 200 for samm-lv). ``mes_per_video`` / ``macros_per_video`` are
+    targets: events that do not fit a short video (each needs its own length plus 1 s of separation)
+    are left out with a warning. ``head_motion`` and ``noise`` scale head drift/jerks and sensor
+    noise (0 switches them off); ``blinks_per_minute`` is the mean blink rate (0 = none).
     ``samm_unannotated_apex`` writes apex -1 for the first ME of the samm-lv spreadsheets, to
     exercise readers' "not annotated" path. ``workers`` = processes rendering videos in
     parallel (None = up to the CPU count; 1 = in this process). Output does not depend on it.

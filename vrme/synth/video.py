@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
+
 from vrme.data import layouts as layouts
-from vrme.synth.face import SourceFace, _video_seed, astronaut_face, build_subject
 from vrme.io import atomic_path
+from vrme.synth.face import SourceFace, _video_seed, astronaut_face, build_subject
 from vrme.synth.render import _render_frames
 from vrme.synth.schedule import _event_rows, _timeline
 from vrme.synth.spec import EVENT_COLUMNS, SynthError, SynthSpec

@@ -27,8 +27,14 @@ from typing import Any
 
 import pandas as pd
 
-from vrme.catalog import (MODEL_FILE, MODEL_INFO_FILE, PRIORS_FILE, final_dir, labels_path,
-                          manifest_path)
+from vrme.catalog import (
+    MODEL_FILE,
+    MODEL_INFO_FILE,
+    PRIORS_FILE,
+    final_dir,
+    labels_path,
+    manifest_path,
+)
 from vrme.config import Config
 from vrme.io import write_json_atomic
 

@@ -25,6 +25,7 @@ from vrme.catalog import INTERVALS_FILE, PRIORS_FILE, fold_dir, folds_dir
 from vrme.config import Config, DecodeConfig
 from vrme.decoding.decode import OUTPUT_COLUMNS, empty_intervals
 from vrme.errors import DataError
+from vrme.features.windows import micro_events
 from vrme.io import write_json_atomic, write_text_atomic
 from vrme.training.priors import Priors
 from vrme.training.train import (
@@ -39,7 +40,6 @@ from vrme.training.train import (
     subject_sort_key,
     train_fold,
 )
-from vrme.features.windows import micro_events
 
 log = logging.getLogger(__name__)
 

@@ -54,17 +54,18 @@ import pandas as pd
 import pyarrow as pa
 
 from vrme import catalog
-from vrme.catalog import (FOLD_FILE, INTERVALS_FILE, MODEL_FILE, PRIORS_FILE, SCORES_FILE,
-                          TRAIN_FILE, video_file)
+from vrme.catalog import (
+    FOLD_FILE,
+    INTERVALS_FILE,
+    MODEL_FILE,
+    PRIORS_FILE,
+    SCORES_FILE,
+    TRAIN_FILE,
+    video_file,
+)
 from vrme.config import CLASS_NAMES, Config, DecodeConfig, ModelConfig, TrainConfig, stable_hash
-from vrme.decoding.decode import decode_scores, empty_intervals, stitch_windows, OUTPUT_COLUMNS
+from vrme.decoding.decode import OUTPUT_COLUMNS, decode_scores, empty_intervals
 from vrme.errors import DataError
-from vrme.progress import ProgressBar
-from vrme.interrupt import check as check_interrupt
-from vrme.io import (ensure_folder, link_or_copy, read_parquet_metadata, write_bytes_atomic,
-                     write_json_atomic, write_parquet_atomic, write_text_atomic)
-from vrme.training.priors import Priors, estimate_priors
-from vrme.schema import read_labels, read_manifest, read_video_features, VideoFeatures
 from vrme.features.windows import (
     TrainingSelection,
     VideoRef,
@@ -75,6 +76,20 @@ from vrme.features.windows import (
     shuffle_events,
     video_targets,
 )
+from vrme.inference.scores import predict_video
+from vrme.interrupt import check as check_interrupt
+from vrme.io import (
+    ensure_folder,
+    link_or_copy,
+    read_parquet_metadata,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+    write_text_atomic,
+)
+from vrme.progress import ProgressBar
+from vrme.schema import read_labels, read_manifest, read_video_features
+from vrme.training.priors import Priors, estimate_priors
 
 log = logging.getLogger(__name__)
 
@@ -375,28 +390,6 @@ def fit(model: Any, data: TrainingWindows, priors: Priors, tc: TrainConfig, devi
                      tc.epochs, rec["loss"], rec["mse"], rec["ce"])
             bar.advance(1, description=f"fold {label} loss {rec['loss']:.4f}")
     return history
-
-
-def predict_video(model: Any, feats: VideoFeatures, device: Any,
-                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame outputs of one video: ``(spot, logits)``, shapes (n_cov,) and (n_cov, C), for
-    the indices covered by its windows ((n_windows + 1) * k/2, after skipping), stitched per
-    video (:func:`vrme.decoding.decode.stitch_windows`). The model is put in eval mode."""
-    import torch
-
-    model.eval()
-    spots, logits = [], []
-    with torch.no_grad():
-        for b in range(0, len(feats.values), batch_size):
-            check_interrupt(f"prediction of {feats.subject}/{feats.video}")
-            xb = torch.tensor(feats.values[b:b + batch_size], dtype=torch.float32, device=device)
-            s, z = model(xb)
-            spots.append(s.float().cpu().numpy())
-            logits.append(z.float().cpu().numpy())
-    if not spots:
-        return np.zeros(0, np.float32), np.zeros((0, len(CLASS_NAMES)), np.float32)
-    return (stitch_windows(np.concatenate(spots)).astype(np.float32),
-            stitch_windows(np.concatenate(logits)).astype(np.float32))
 
 
 # -- a whole fold ---------------------------------------------------------------------------
