@@ -31,6 +31,12 @@ def newcomer_env(home: Path) -> dict[str, str]:
     return env
 
 
+STOP_WITHIN_S = 20
+"""A stopped run must end within this many seconds of the signal: the engine's 8 s grace
+period, then the process group is killed; the rest is slack for a loaded, shared CI machine
+(one run under full load took 11 s; unloaded it takes about 3 s)."""
+
+
 def write_config(folder: Path, root: Path) -> Path:
     cfg = folder / "tiny.yaml"
     text = tiny_config_text(root, folder / "work", "orchestration: {retries: 0}\n")
@@ -111,7 +117,7 @@ def test_ctrl_c_and_sigterm_stop_the_run_and_the_rerun_resumes(uninterrupted, ti
     rc, took, out = _interrupt(cfg, env, signal.SIGINT, f"fold 1 epoch 3/{EPOCHS}",
                                tmp_path / "sigint.log")
     assert rc == 130, out[-3000:]
-    assert took < 10, took
+    assert took < STOP_WITHIN_S, took
     last = [ln for ln in out.splitlines() if ln.startswith("interrupted:")]
     assert len(last) == 1 and "folds 0/3 folds" in last[0] and "resume with `vrme run" in last[0]
     assert "httpx.ConnectError" not in out and "Error logging to API" not in out
@@ -123,7 +129,7 @@ def test_ctrl_c_and_sigterm_stop_the_run_and_the_rerun_resumes(uninterrupted, ti
     # SIGTERM (systemd, kill) while the next run is making its folds; fold 1 finishes first
     rc, took, out = _interrupt(cfg, env, signal.SIGTERM, f"fold 2 epoch 3/{EPOCHS}",
                                tmp_path / "sigterm.log")
-    assert rc == 130 and took < 10, (rc, took, out[-3000:])
+    assert rc == 130 and took < STOP_WITHIN_S, (rc, took, out[-3000:])
     assert "SIGTERM: stopping the run" in out
     assert (work / "runs/tiny/folds/1/fold.json").is_file()
     assert not (work / "runs/tiny/folds/2/fold.json").exists()
