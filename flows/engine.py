@@ -1,14 +1,20 @@
-"""The process that executes one vrme flow run: ``python -m flows.engine FLOW_RUN_ID``.
+"""The process that executes one vrme flow run: ``python -m flows.engine FLOW_NAME``.
 
-The ``vrme`` command (:mod:`flows.launch`) creates the flow run through the Prefect API and
-starts this process in a session of its own, so Ctrl-C in the terminal reaches only the
-command, which then asks this process to stop (the stop file of :mod:`vrme.interrupt`). This
-process also stops when the command that started it is gone.
+The ``vrme`` command (:mod:`flows.launch`) starts this process as soon as it knows which flow
+it runs, in a session of its own, so Ctrl-C in the terminal reaches only the command, which then
+asks this process to stop (the stop file of :mod:`vrme.interrupt`). While the command reads its
+config, checks the inputs and finds a Prefect API, this process imports Prefect and the flow's
+modules (the larger part of the start-up); then it reads its job, one JSON line on standard
+input (:func:`run_job`): it creates the flow run from the deployment, tells the command the
+run's id (an event), and executes the run. An empty standard input (the command ended without
+a job: a refused input, ``--help``) ends it at once. This process also stops when the command
+that started it is gone.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import sys
@@ -64,21 +70,45 @@ def _watch_parent(parent: int) -> None:
     os._exit(137)
 
 
-def main(flow_run_id: str) -> int:
+def create_run(flow_name: str, job: dict[str, Any]) -> Any:
+    """The flow run of ``job`` (deployment, parameters, run title, tags), created from the
+    deployment ``<flow_name>/<deployment>`` (registered on first use), Pending."""
     from prefect import get_client
-    from prefect.flow_engine import load_flow_run, run_flow
+    from prefect.states import Pending
 
-    from flows.commands._common import quiet_expected_tracebacks
+    from flows.launch import deployment_for
+
+    dep_id = deployment_for(flow_name, job["deployment"], job["parameters"])
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run_from_deployment(
+            dep_id, parameters=job["parameters"], name=job["run_title"], tags=job["tags"],
+            state=Pending())
+
+
+def run_job(flow_name: str, job: dict[str, Any]) -> int:
+    """Execute ``job`` (from the command): the Prefect API at ``api_url``, the stop file at
+    ``stop_file``; the run is created here (:func:`create_run`) and its id sent as an event."""
+    from prefect.flow_engine import run_flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.progress import emit
     from vrme.errors import UserError
+    from vrme.interrupt import STOP_FILE_ENV, stop_requested
 
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    stop_on_sigterm()
-    quiet_expected_tracebacks()
-    flow_run = load_flow_run(flow_run_id)
-    with get_client(sync_client=True) as client:
-        name = client.read_flow(flow_run.flow_id).name
-    state = run_flow(load_flow(name), flow_run=flow_run, return_type="state")
+    os.environ["PREFECT_API_URL"] = job["api_url"]  # for this process's workers too
+    if job.get("stop_file"):
+        os.environ[STOP_FILE_ENV] = job["stop_file"]
+    with temporary_settings({PREFECT_API_URL: job["api_url"]}):
+        if stop_requested():  # stopped before the run existed
+            return 130
+        try:
+            flow_run = create_run(flow_name, job)
+        except Exception as exc:  # noqa: BLE001 - the API refused or is gone: one line
+            emit({"type": "error", "user_error": False,
+                  "message": f"could not create the flow run: {type(exc).__name__}: {exc}"})
+            return 1
+        emit({"type": "flow_run", "id": str(flow_run.id)})
+        state = run_flow(load_flow(flow_name), flow_run=flow_run, return_type="state")
     if state.is_failed() or state.is_crashed():
         err = state.result(raise_on_failure=False)
         if isinstance(err, UserError):  # bad input or config: the command exits 2
@@ -87,6 +117,28 @@ def main(flow_run_id: str) -> int:
             emit({"type": "error", "user_error": False,
                   "message": f"{type(err).__name__}: {err}"})
     return EXIT_CODES.get(state.type.value, 1)
+
+
+def main(flow_name: str) -> int:
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    stop_on_sigterm()
+    import prefect.flow_engine  # noqa: F401 - the start-up work, done before the job comes
+
+    from flows.commands._common import quiet_expected_tracebacks
+
+    load_flow(flow_name)
+    quiet_expected_tracebacks()
+    line = sys.stdin.readline()
+    if not line.strip():  # the command ended without starting a run
+        return 0
+    try:
+        job = json.loads(line)
+    except ValueError:
+        from flows.progress import emit
+
+        emit({"type": "error", "user_error": False, "message": f"bad job line: {line[:200]}"})
+        return 1
+    return run_job(flow_name, job)
 
 
 if __name__ == "__main__":  # pragma: no cover - runs as its own process

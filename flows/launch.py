@@ -3,13 +3,16 @@ watched from the terminal.
 
 1. The Prefect API: the server named by ``PREFECT_API_URL`` (checked at once, one line if it
    does not answer), else a temporary one (:mod:`flows.tempserver`).
-2. The flow run is created from the deployment ``<flow>/<run name>`` (registered on first
+2. The run executes in a child process (:mod:`flows.engine`) in a session of its own, started
+   as early as the command knows its flow (:func:`prewarm`, from the CLI's callback): it
+   imports Prefect and the flow's modules while the command reads its config and checks the
+   inputs, then gets its job on standard input.
+3. The child creates the flow run from the deployment ``<flow>/<run name>`` (registered on first
    use, with no schedule), named after the run and its overrides and tagged with the run name,
    the config file and every override. Being a deployment run, it has a **Retry** button in the
-   UI, executed by ``vrme serve`` (see the README).
-3. It executes in a child process (:mod:`flows.engine`) in a session of its own. The command
-   relays its log lines, draws one progress bar for the whole run (with an ETA) from the
-   child's events (:mod:`flows.progress`), and receives the run's outcome.
+   UI, executed by ``vrme serve`` (see the README). The command relays its log lines, draws one
+   progress bar for the whole run (with an ETA) from the child's events
+   (:mod:`flows.progress`), and receives the run's id and outcome.
 4. Ctrl-C or SIGTERM: the command creates the run's stop file; every loop in the child (and in
    its worker processes) stops at its next check and the run ends Cancelled. If the child is
    still there after :data:`STOP_GRACE_S`, its whole process group is killed (every output is
@@ -54,11 +57,9 @@ class LaunchResult:
 def prefect_api(say: Callable[[str], None], services: bool = False) -> Iterator[str]:
     """Yield the URL of a Prefect API to use: ``PREFECT_API_URL`` when set (it must answer),
     else a temporary server, exported as ``PREFECT_API_URL`` to child processes meanwhile."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from flows.tempserver import PrefectStateError, healthy, temporary_server
 
-    url = PREFECT_API_URL.value()
+    url = os.environ.get("PREFECT_API_URL") or _profile_api_url()
     if url:
         if not healthy(url, timeout=5.0):
             raise PrefectStateError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer: "
@@ -67,9 +68,19 @@ def prefect_api(say: Callable[[str], None], services: bool = False) -> Iterator[
         with _exported(url):  # a URL from a Prefect profile reaches the child processes too
             yield url
         return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     with temporary_server(say, services=services) as url:
         with _exported(url), temporary_settings({PREFECT_API_URL: url}):
             yield url
+
+
+def _profile_api_url() -> str:
+    """The API URL of the active Prefect profile (imports Prefect's settings: only when the
+    environment names none)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or ""
 
 
 @contextlib.contextmanager
@@ -195,48 +206,110 @@ def stop_file_for(work_dir: Path | None) -> Path:
     return folder / f".vrme-stop-{os.getpid()}-{time.time_ns()}"
 
 
+COMMAND_FLOWS = {
+    "run": "vrme-benchmark", "demo": "vrme-benchmark", "ingest": "vrme-ingest",
+    "align": "vrme-align", "features": "vrme-features", "train-final": "vrme-train-final",
+    "predict": "vrme-predict", "spot": "vrme-spot", "sweep": "vrme-sweep",
+}
+"""The flow each ``vrme`` command runs (the commands :func:`prewarm` starts an engine for)."""
+
+
+class _Engine:
+    """A flow engine process (:mod:`flows.engine`), started before its job is known: it imports
+    Prefect and the flow's modules meanwhile, then reads the job from its standard input."""
+
+    def __init__(self, flow_name: str):
+        from flows.tempserver import die_with_parent
+
+        self.flow_name = flow_name
+        self.read_fd, write_fd = os.pipe()
+        env = dict(os.environ, VRME_EVENTS_FD=str(write_fd), PYTHONUNBUFFERED="1")
+        env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "vrme")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.engine", flow_name], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,), start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL))
+        os.close(write_fd)
+
+    def start(self, job: dict[str, Any]) -> None:
+        """Send the job; from here the command's relay owns the engine's output streams."""
+        self.started = True
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # a dead engine: its exit code says so
+            self.proc.stdin.write((json.dumps(job) + "\n").encode())
+            self.proc.stdin.close()
+
+    started = False
+
+    def discard(self) -> None:
+        """End an engine that got no job (nothing of it is worth waiting for); an engine that
+        got one is left to its run."""
+        if self.started:
+            return
+        self.started = True
+        _kill_group(self.proc)
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
+        with contextlib.suppress(OSError):
+            os.close(self.read_fd)
+
+
+_prewarmed: dict[str, _Engine] = {}
+
+
+def prewarm(command: str) -> None:
+    """Start the engine of ``command``'s flow now (see :data:`COMMAND_FLOWS`), so that its
+    start-up overlaps the command's own; :func:`launch` uses it, :func:`discard_prewarmed`
+    ends it when the command ends without a run."""
+    flow_name = COMMAND_FLOWS.get(command)
+    if flow_name is None or flow_name in _prewarmed or os.environ.get("VRME_NO_PREWARM"):
+        return
+    _prewarmed[flow_name] = _Engine(flow_name)
+    if len(_prewarmed) == 1:
+        import atexit
+
+        atexit.register(discard_prewarmed)
+
+
+def discard_prewarmed() -> None:
+    """End every started engine that got no job."""
+    while _prewarmed:
+        _prewarmed.popitem()[1].discard()
+
+
 def launch(flow_name: str, parameters: dict[str, Any], *, deployment: str, run_title: str,
            tags: list[str], work_dir: Path | None = None, title: str = "") -> LaunchResult:
     """Run flow ``flow_name`` with ``parameters`` as a run of deployment
     ``<flow_name>/<deployment>`` in a child process, watched from here (module docstring)."""
     display = _Display(title or run_title)
+    engine = _prewarmed.pop(flow_name, None) or _Engine(flow_name)
     try:
         with prefect_api(display.line) as api_url:
-            return _launch(flow_name, parameters, deployment, run_title, tags, work_dir,
+            return _launch(engine, parameters, deployment, run_title, tags, work_dir,
                            display, api_url)
     finally:
+        engine.discard()  # when no job was sent (the API did not answer, say)
         display.close()
 
 
-def _launch(flow_name: str, parameters: dict[str, Any], deployment: str, run_title: str,
+def _launch(engine: _Engine, parameters: dict[str, Any], deployment: str, run_title: str,
             tags: list[str], work_dir: Path | None, display: _Display,
             api_url: str) -> LaunchResult:
-    from prefect import get_client
-    from prefect.states import Pending
-
-    from flows.tempserver import die_with_parent
-
-    dep_id = deployment_for(flow_name, deployment, parameters)
-    with get_client(sync_client=True) as client:
-        fr = client.create_flow_run_from_deployment(dep_id, parameters=parameters,
-                                                    name=run_title, tags=tags, state=Pending())
+    flow_name, proc = engine.flow_name, engine.proc
     ui = api_url[:-4] if api_url.endswith("/api") else api_url
-    display.line(f"flow run '{run_title}' ({flow_name}/{deployment}): {ui}/runs/flow-run/{fr.id}")
-
     stop_file = stop_file_for(work_dir)
-    read_fd, write_fd = os.pipe()
-    env = dict(os.environ, VRME_EVENTS_FD=str(write_fd), VRME_STOP_FILE=str(stop_file),
-               PYTHONUNBUFFERED="1")
-    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "vrme")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.engine", str(fr.id)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, pass_fds=(write_fd,),
-                            start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
-    os.close(write_fd)
-    state: dict[str, Any] = {"outcome": {}, "error": {}, "stages": {}}
+    state: dict[str, Any] = {"outcome": {}, "error": {}, "stages": {}, "flow_run_id": ""}
 
     def on_event(ev: dict[str, Any]) -> None:
-        if ev.get("type") == "progress":
+        if ev.get("type") == "flow_run":
+            state["flow_run_id"] = ev["id"]
+            display.line(f"flow run '{run_title}' ({flow_name}/{deployment}): "
+                         f"{ui}/runs/flow-run/{ev['id']}")
+        elif ev.get("type") == "progress":
             state["stages"] = ev.get("stages", state["stages"])
             display.update(ev)
         elif ev.get("type") == "outcome":
@@ -245,7 +318,6 @@ def _launch(flow_name: str, parameters: dict[str, Any], deployment: str, run_tit
         elif ev.get("type") == "error":
             state["error"] = ev
 
-    relay = _Relay(proc, read_fd, display.line, on_event)
     stop = {"at": None, "count": 0}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -260,6 +332,9 @@ def _launch(flow_name: str, parameters: dict[str, Any], deployment: str, run_tit
             _kill_group(proc)
 
     handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    engine.start({"api_url": api_url, "deployment": deployment, "parameters": parameters,
+                  "run_title": run_title, "tags": tags, "stop_file": str(stop_file)})
+    relay = _Relay(proc, engine.read_fd, display.line, on_event)
     killed = False
     try:
         while proc.poll() is None:
@@ -273,26 +348,28 @@ def _launch(flow_name: str, parameters: dict[str, Any], deployment: str, run_tit
             signal.signal(s, h)
         with contextlib.suppress(OSError):
             stop_file.unlink()
+    fr_id = state["flow_run_id"]
     interrupted = stop["at"] is not None or proc.returncode == 130
     if interrupted or killed or proc.returncode < 0:
-        _mark_cancelled(fr.id, killed)
+        if fr_id:
+            _mark_cancelled(fr_id, killed)
         if work_dir is not None:
             from vrme.io import clean_work_folder
 
             clean_work_folder(work_dir)
     outcome = state["outcome"]
     if interrupted:
-        return LaunchResult("interrupted", 130, outcome, outcome.get("message", ""), str(fr.id),
+        return LaunchResult("interrupted", 130, outcome, outcome.get("message", ""), fr_id,
                             stages=state["stages"])
     if outcome:
         status = outcome.get("status", "failed")
         return LaunchResult(status, 0 if status == "completed" else 1, outcome,
-                            outcome.get("message", ""), str(fr.id), stages=state["stages"])
+                            outcome.get("message", ""), fr_id, stages=state["stages"])
     err = state["error"]
-    message = err.get("message") or _final_message(fr.id) or (
+    message = err.get("message") or (fr_id and _final_message(fr_id)) or (
         f"the flow run ended with exit code {proc.returncode}")
     user = bool(err.get("user_error"))
-    return LaunchResult("error", 2 if user else 1, {}, message, str(fr.id), user_error=user,
+    return LaunchResult("error", 2 if user else 1, {}, message, fr_id, user_error=user,
                         stages=state["stages"])
 
 
