@@ -25,18 +25,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root() -> None:
     """Micro-expression spotting and recognition benchmarks, rebuilt end to end.
 
     Start with `vrme demo`; see README.md for real datasets.
     """
-    # A command that runs a flow starts the flow's engine process now, so that Prefect's
-    # import (most of the start-up) overlaps reading the config and checking the inputs.
-    rest = [*getattr(ctx, "protected_args", []), *ctx.args]
-    if ctx.invoked_subcommand and not {"--help", "-h"} & set(rest):
-        from flows.launch import prewarm
-
-        prewarm(ctx.invoked_subcommand)
 
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(flows.commands.__path__)):

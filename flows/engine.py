@@ -70,13 +70,30 @@ def _watch_parent(parent: int) -> None:
     os._exit(137)
 
 
+def deployment_for(flow_name: str, deployment: str, parameters: dict[str, Any]) -> Any:
+    """The id of deployment ``<flow_name>/<deployment>``, registered (as a served deployment,
+    no schedule) if it does not exist yet; an existing one is left as it is (its schedule,
+    if ``vrme serve`` gave it one, is kept)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flows import EntrypointType
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(f"{flow_name}/{deployment}").id
+        except ObjectNotFound:
+            pass
+    dep = load_flow(flow_name).to_deployment(
+        name=deployment, parameters=parameters, tags=["vrme"],
+        entrypoint_type=EntrypointType.MODULE_PATH)
+    return dep.apply()
+
+
 def create_run(flow_name: str, job: dict[str, Any]) -> Any:
     """The flow run of ``job`` (deployment, parameters, run title, tags), created from the
     deployment ``<flow_name>/<deployment>`` (registered on first use), Pending."""
     from prefect import get_client
     from prefect.states import Pending
-
-    from flows.launch import deployment_for
 
     dep_id = deployment_for(flow_name, job["deployment"], job["parameters"])
     with get_client(sync_client=True) as client:
@@ -131,14 +148,7 @@ def main(flow_name: str) -> int:
     line = sys.stdin.readline()
     if not line.strip():  # the command ended without starting a run
         return 0
-    try:
-        job = json.loads(line)
-    except ValueError:
-        from flows.progress import emit
-
-        emit({"type": "error", "user_error": False, "message": f"bad job line: {line[:200]}"})
-        return 1
-    return run_job(flow_name, job)
+    return run_job(flow_name, json.loads(line))
 
 
 if __name__ == "__main__":  # pragma: no cover - runs as its own process

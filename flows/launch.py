@@ -4,7 +4,7 @@ watched from the terminal.
 1. The Prefect API: the server named by ``PREFECT_API_URL`` (checked at once, one line if it
    does not answer), else a temporary one (:mod:`flows.tempserver`).
 2. The run executes in a child process (:mod:`flows.engine`) in a session of its own, started
-   as early as the command knows its flow (:func:`prewarm`, from the CLI's callback): it
+   as early as the command knows its flow (:func:`prewarm`, from the console script): it
    imports Prefect and the flow's modules while the command reads its config and checks the
    inputs, then gets its job on standard input.
 3. The child creates the flow run from the deployment ``<flow>/<run name>`` (registered on first
@@ -94,28 +94,6 @@ def _exported(url: str) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = saved
-
-
-def deployment_for(flow_name: str, deployment: str, parameters: dict[str, Any],
-                   description: str = "") -> Any:
-    """The id of deployment ``<flow_name>/<deployment>``, registered (as a served deployment,
-    no schedule) if it does not exist yet; an existing one is left as it is (its schedule,
-    if ``vrme serve`` gave it one, is kept)."""
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.flows import EntrypointType
-
-    from flows.engine import load_flow
-
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name(f"{flow_name}/{deployment}").id
-        except ObjectNotFound:
-            pass
-    dep = load_flow(flow_name).to_deployment(
-        name=deployment, parameters=parameters, tags=["vrme"], description=description or None,
-        entrypoint_type=EntrypointType.MODULE_PATH)
-    return dep.apply()
 
 
 class _Relay:
@@ -231,6 +209,7 @@ class _Engine:
             pass_fds=(write_fd,), start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGKILL))
         os.close(write_fd)
+        self.started = False
 
     def start(self, job: dict[str, Any]) -> None:
         """Send the job; from here the command's relay owns the engine's output streams."""
@@ -239,8 +218,6 @@ class _Engine:
         with contextlib.suppress(OSError):  # a dead engine: its exit code says so
             self.proc.stdin.write((json.dumps(job) + "\n").encode())
             self.proc.stdin.close()
-
-    started = False
 
     def discard(self) -> None:
         """End an engine that got no job (nothing of it is worth waiting for); an engine that
@@ -264,9 +241,9 @@ _prewarmed: dict[str, _Engine] = {}
 def prewarm(command: str) -> None:
     """Start the engine of ``command``'s flow now (see :data:`COMMAND_FLOWS`), so that its
     start-up overlaps the command's own; :func:`launch` uses it, :func:`discard_prewarmed`
-    ends it when the command ends without a run."""
+    (at exit) ends it when the command ends without a run."""
     flow_name = COMMAND_FLOWS.get(command)
-    if flow_name is None or flow_name in _prewarmed or os.environ.get("VRME_NO_PREWARM"):
+    if flow_name is None or flow_name in _prewarmed:
         return
     _prewarmed[flow_name] = _Engine(flow_name)
     if len(_prewarmed) == 1:

@@ -176,9 +176,5 @@ def friendly_errors(fn: F) -> F:
             Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True,
                                        highlight=False, soft_wrap=True)
             sys.exit(1 if isinstance(exc, WriteError) else 2)
-        finally:
-            launch = sys.modules.get("flows.launch")
-            if launch is not None:  # an engine started for a run that never came
-                launch.discard_prewarmed()
 
     return wrapper  # type: ignore[return-value]
