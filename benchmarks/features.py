@@ -10,7 +10,10 @@ like
 with like):
 
 - ``fast``: the feature stage with ``features.flow_impl: fast`` (the default: vrme's compiled
-  Farneback, each window's first frame expanded once);
+  Farneback, each window's first frame expanded once; its C kernels where a compiler builds
+  them);
+- ``numba``: the same with the numba kernels (``VRME_FLOW_KERNEL=numba``, what runs where
+  there is no C compiler);
 - ``opencv``: the same with ``flow_impl: opencv`` (``cv2.calcOpticalFlowFarneback`` on every
   frame pair, the reference-exact path);
 - ``floor``: the bare OpenCV Farneback calls on the same ROIs (7 regions per window and frame, the
@@ -102,21 +105,31 @@ def align(data: Path, out: Path, k: int) -> dict[str, Any]:
             "detect_s": st.timings.get("detect", 0.0), "counts": st.counts}
 
 
-def features(data: Path, out: Path, k: int, impl: str) -> dict[str, Any]:
-    """The feature stage of the video in this process (recomputed), CPU-timed."""
+def features(data: Path, out: Path, k: int, impl: str, kernel: str = "") -> dict[str, Any]:
+    """The feature stage of the video in this process (recomputed), CPU-timed; ``kernel``:
+    the fast path's compiled kernels (``$VRME_FLOW_KERNEL``; empty: the default)."""
     import numpy as np
 
+    from vrme.features.farneback import KERNEL_ENV
     from vrme.features.flow import feature_chunk, plan_features
 
     cfg = _config(data, out, k, impl)
+    previous = os.environ.pop(KERNEL_ENV, None)
+    if kernel:
+        os.environ[KERNEL_ENV] = kernel
     c = time.process_time()
     job = plan_features(cfg, _row(data), data, workers=1, force=True)
-    chunks = [feature_chunk(*args) for args in job.chunks]
+    try:
+        chunks = [feature_chunk(*args) for args in job.chunks]
+    finally:
+        os.environ.pop(KERNEL_ENV, None)
+        if previous is not None:
+            os.environ[KERNEL_ENV] = previous
     assert job.finish is not None
     st = job.finish(chunks)
     return {"cpu_s": time.process_time() - c, "frames": st.n_indices, "windows": st.n_windows,
             "flow_s": st.timings.get("flow", 0.0), "decode_s": st.timings.get("decode", 0.0),
-            "calls": st.timings.get("farneback_calls", 0.0),
+            "calls": st.timings.get("farneback_calls", 0.0), "kernel": chunks[0].flow_kernel,
             "values": np.concatenate([ch.values for ch in chunks])}
 
 
@@ -217,10 +230,12 @@ def main() -> None:
         c = time.process_time()
         warm = features(args.data, tmp, args.k, "fast")  # loads (or compiles) the kernels
         first_fast_s = time.process_time() - c
+        features(args.data, tmp, args.k, "fast", "numba")  # the numba kernels, loaded
         rounds: list[dict[str, Any]] = []
         for _ in range(args.repeat):
             rounds.append({"opencv": features(args.data, tmp, args.k, "opencv"),
                            "fast": features(args.data, tmp, args.k, "fast"),
+                           "numba": features(args.data, tmp, args.k, "fast", "numba"),
                            "floor": floor(args.data, tmp, args.k)})
         fidelity = min_channel_corr(rounds[0]["fast"]["values"], rounds[0]["opencv"]["values"])
         max_diff = float(np.abs(rounds[0]["fast"]["values"]
@@ -235,16 +250,20 @@ def report(args: argparse.Namespace, al: dict[str, Any], warm: dict[str, Any],
     """Print the benchmark table."""
     med = statistics.median
     n = warm["frames"]
-    ms = {key: med(r[key]["cpu_s"] for r in rounds) / n * 1e3 for key in ("fast", "opencv",
-                                                                       "floor")}
-    flow_ms = {key: med(r[key]["flow_s"] for r in rounds) / n * 1e3 for key in ("fast",
-                                                                             "opencv")}
-    ratio = {
-        "fast / opencv": med(r["fast"]["cpu_s"] / r["opencv"]["cpu_s"] for r in rounds),
-        "opencv / floor": med(r["opencv"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds),
-        "fast / floor": med(r["fast"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds),
-        "fast flow / opencv flow": med(r["fast"]["flow_s"] / r["opencv"]["flow_s"]
-                                       for r in rounds),
+    ms = {key: med(r[key]["cpu_s"] for r in rounds) / n * 1e3
+          for key in ("fast", "numba", "opencv", "floor")}
+    flow_ms = {key: med(r[key]["flow_s"] for r in rounds) / n * 1e3
+               for key in ("fast", "numba", "opencv")}
+    per = {
+        "fast / opencv": [r["fast"]["cpu_s"] / r["opencv"]["cpu_s"] for r in rounds],
+        "fast, numba kernels / opencv": [r["numba"]["cpu_s"] / r["opencv"]["cpu_s"]
+                                         for r in rounds],
+        "fast / fast with numba kernels": [r["fast"]["cpu_s"] / r["numba"]["cpu_s"]
+                                           for r in rounds],
+        "opencv / floor": [r["opencv"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds],
+        "fast / floor": [r["fast"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds],
+        "fast flow / opencv flow": [r["fast"]["flow_s"] / r["opencv"]["flow_s"]
+                                    for r in rounds],
     }
     align_ms = al["align_cpu_s"] / n * 1e3
     load = os.getloadavg()
@@ -254,19 +273,16 @@ def report(args: argparse.Namespace, al: dict[str, Any], warm: dict[str, Any],
           f"(1 / 5 min) at the end; {args.repeat} interleaved rounds, medians")
     print("feature stage, CPU ms per frame (decode, flow, ROI means, Parquet):")
     print(f"  {'fast (flow_impl: fast, default)':40}{ms['fast']:8.2f}   "
-          f"(flow {flow_ms['fast']:.2f})")
+          f"(flow {flow_ms['fast']:.2f}; kernels: {rounds[0]['fast']['kernel']})")
+    print(f"  {'fast, numba kernels (no C compiler)':40}{ms['numba']:8.2f}   "
+          f"(flow {flow_ms['numba']:.2f}; VRME_FLOW_KERNEL=numba)")
     print(f"  {'opencv (flow_impl: opencv, exact)':40}{ms['opencv']:8.2f}   "
           f"(flow {flow_ms['opencv']:.2f}, {int(rounds[0]['opencv']['calls'])} calls)")
     print(f"  {'floor: bare OpenCV Farneback':40}{ms['floor']:8.2f}   "
           f"({rounds[0]['floor']['calls']} calls, no re-alignment)")
     print("ratios, round by round (median):")
-    for key, v in ratio.items():
-        per = {"fast / opencv": [r["fast"]["cpu_s"] / r["opencv"]["cpu_s"] for r in rounds],
-               "opencv / floor": [r["opencv"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds],
-               "fast / floor": [r["fast"]["cpu_s"] / r["floor"]["cpu_s"] for r in rounds],
-               "fast flow / opencv flow": [r["fast"]["flow_s"] / r["opencv"]["flow_s"]
-                                           for r in rounds]}[key]
-        print(f"  {key:40}{v:8.2f}   ({', '.join(f'{x:.2f}' for x in per)})")
+    for key, values in per.items():
+        print(f"  {key:40}{med(values):8.2f}   ({', '.join(f'{x:.2f}' for x in values)})")
     print(f"fidelity: min correlation over the 36 channels, fast vs opencv = {fidelity:.10f} "
           f"(1 - {1 - fidelity:.1e}; goal >= 0.9999), max |difference| {max_diff:.2g} px")
     print("alignment stage and one-time costs:")

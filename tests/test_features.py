@@ -264,13 +264,17 @@ def _min_channel_corr(a: np.ndarray, b: np.ndarray) -> float:
     return min(float(np.corrcoef(x[i], y[i])[0, 1]) for i in range(N_ROWS))
 
 
-def test_fast_farneback_equals_opencv_on_face_regions():
+@pytest.mark.parametrize("kernel", ["c", "numba"])
+def test_fast_farneback_equals_opencv_on_face_regions(kernel):
     import cv2
 
+    from vrme import native
     from vrme.config import AlignConfig
     from vrme.features.align import align_frame, crop_face, load_models, predictor_file
     from vrme.features.farneback import Farneback
 
+    if kernel == "c" and native.compiler() is None:
+        pytest.skip("no C compiler on this machine")
     frames, _ = facegen.render(6, me=(1, 5), amplitude=2.5, shift=(0.0, 0.0))
     shifted, _ = facegen.render(3, noise=1.5, shift=(2.5, -1.5), seed=2)
     det, pred = load_models(str(predictor_file(AlignConfig())))
@@ -279,7 +283,8 @@ def test_fast_farneback_equals_opencv_on_face_regions():
     crops = [crop_face(f, fa.crop_box, 320) for f in frames + shifted]
     big = (slice(60, 250), slice(40, 290))  # a large area: 3 extra pyramid levels
     for params in [(0.5, 3, 15, 5, 7, 1.5), (0.5, 3, 14, 3, 5, 1.1), (0.6, 2, 9, 4, 7, 0.0)]:
-        fb = Farneback(*params)
+        fb = Farneback(*params, kernel=kernel)
+        assert fb.kernel == kernel
         for rs, cs in list(lay.regions) + [big]:
             a = np.ascontiguousarray(crops[0][rs, cs])
             prep = fb.prepare(a)
@@ -292,6 +297,28 @@ def test_fast_farneback_equals_opencv_on_face_regions():
                 assert np.abs(got - ref).mean() < 1e-4, (params, a.shape)
     with pytest.raises(ValueError, match="differs"):
         fb.flow(fb.prepare(crops[0][:20, :30]), crops[1][:21, :30])
+
+
+def test_flow_kernels_fall_back_to_numba_without_a_compiler(monkeypatch):
+    from vrme import native
+    from vrme.features import _native
+    from vrme.features.farneback import KERNEL_ENV, Farneback
+
+    params = (0.5, 3, 15, 5, 7, 1.5)
+    monkeypatch.setenv(KERNEL_ENV, "numba")
+    assert Farneback(*params).kernel == "numba"
+    monkeypatch.delenv(KERNEL_ENV)
+    monkeypatch.setattr(native, "compiler", lambda: None)
+    _native._library.cache_clear()
+    try:
+        assert Farneback(*params).kernel == "numba"
+        with pytest.raises(RuntimeError, match="no C compiler"):
+            Farneback(*params, kernel="c")
+    finally:
+        _native._library.cache_clear()
+    monkeypatch.setenv(KERNEL_ENV, "gpu")
+    with pytest.raises(ValueError, match="VRME_FLOW_KERNEL"):
+        Farneback(*params)
 
 
 def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
@@ -315,6 +342,7 @@ def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
     a = read_video_features(extract_video_features(fast, row).path)
     b = read_video_features(extract_video_features(exact, row).path)
     assert a.meta["params"]["features"]["flow_impl"] == "fast"
+    assert a.meta["flow_kernel"] in ("c", "numba") and b.meta["flow_kernel"] == "opencv"
     assert b.meta["params"]["features"]["flow_impl"] == "opencv"
     assert a.values.shape == b.values.shape == (14, N_ROWS, K)
     assert np.abs(b.values).max() > 1.0  # the video moves

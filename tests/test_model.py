@@ -12,6 +12,7 @@ import torch
 
 import vrme.model.fused as fused_mod
 import vrme.model.scan as scan_mod
+from vrme import native
 from vrme.config import ConfigError, ModelConfig
 from vrme.model import (
     Mamba,
@@ -158,17 +159,17 @@ def test_fused_scan_restores_the_callers_float_mode():
 
 
 def test_fused_scan_builds_where_a_compiler_exists():
-    if fused_mod._compiler() is None:
+    if native.compiler() is None:
         pytest.skip("no C compiler on this machine")
     assert fused_mod.fused_scan_available(), fused_mod.fused_scan_error()
 
 
 def test_fused_scan_without_a_compiler_says_why(monkeypatch, tmp_path):
-    monkeypatch.setattr(fused_mod, "_compiler", lambda: None)
+    monkeypatch.setattr(native, "compiler", lambda: None)
     with pytest.raises(RuntimeError, match="no C compiler"):
         fused_mod._build()
     monkeypatch.setenv("VRME_KERNEL_CACHE", str(tmp_path))
-    monkeypatch.setattr(fused_mod, "_compiler", lambda: "/nonexistent/cc")
+    monkeypatch.setattr(native, "compiler", lambda: "/nonexistent/cc")
     with pytest.raises(RuntimeError, match="does not run"):
         fused_mod._build()
 

@@ -17,15 +17,25 @@ regularisation of the 2 x 2 solve, and the matrices recomputed after every itera
 last. The flows agree with OpenCV's to float rounding (a few 1e-6 px on face crops; the
 compiled loops may reorder float operations), which ``tests/test_features.py`` checks.
 
-Compiled kernels are cached on disk by numba (``cache=True``); the first use on a machine
-compiles them (seconds), later processes load them. They release the GIL.
+The per-pixel steps exist twice, with the same loops and float types: in C
+(``flow_kernel.c``, built for this CPU by :mod:`vrme.native` on first use; the compiler
+vectorizes the loops, the bilinear sampling of the matrices included), and in numba
+(:mod:`vrme.features._kernels`, cached by numba, ``cache=True``), which runs where no C
+compiler is found. Both agree with OpenCV to float rounding (``tests/test_features.py`` checks
+each); a video's feature file records which ran (``flow_kernel`` in its metadata). Both
+release the GIL.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+KERNEL_ENV = "VRME_FLOW_KERNEL"
+"""Which compiled kernels ``Farneback(kernel="auto")`` uses: ``c`` or ``numba`` (default: C
+where a compiler builds it, else numba)."""
 
 MIN_LEVEL_SIDE = 32
 """A pyramid level is used only while both its sides stay at or above this (px)."""
@@ -73,6 +83,26 @@ def _border_weights(n: int) -> np.ndarray:
     return w
 
 
+def _load_kernels(kernel: str) -> tuple[object, str]:
+    """The kernel functions for ``kernel`` ("auto", "c", "numba") and the name of those used.
+    ``auto`` follows ``$VRME_FLOW_KERNEL`` when it is set (``numba`` or ``c``)."""
+    if kernel == "auto":
+        kernel = os.environ.get(KERNEL_ENV) or "auto"
+    if kernel not in ("auto", "c", "numba"):
+        raise ValueError(f"kernel (or ${KERNEL_ENV}) must be auto, c or numba, got {kernel!r}")
+    if kernel != "numba":
+        from vrme.features import _native
+
+        try:
+            return _native.kernels(), "c"
+        except RuntimeError:
+            if kernel == "c":
+                raise
+    from vrme.features import _kernels
+
+    return _kernels, "numba"
+
+
 @dataclass(frozen=True)
 class _Level:
     sigma: float
@@ -93,10 +123,12 @@ class Farneback:
     """Flow from a prepared first image to later images (see the module docstring).
 
     ``Farneback(pyr_scale, levels, winsize, iterations, poly_n, poly_sigma)`` takes the
-    arguments of ``cv2.calcOpticalFlowFarneback`` (flags 0)."""
+    arguments of ``cv2.calcOpticalFlowFarneback`` (flags 0). ``kernel``: ``"c"`` (the kernels
+    of ``flow_kernel.c``, vectorized for this CPU; needs a C compiler), ``"numba"``, or
+    ``"auto"`` (C where it builds, else numba); :attr:`kernel` says which runs."""
 
     def __init__(self, pyr_scale: float, levels: int, winsize: int, iterations: int,
-                 poly_n: int, poly_sigma: float):
+                 poly_n: int, poly_sigma: float, kernel: str = "auto"):
         if not 0 < pyr_scale < 1:
             raise ValueError(f"pyr_scale must be in (0, 1), got {pyr_scale}")
         self.pyr_scale = float(pyr_scale)
@@ -107,9 +139,7 @@ class Farneback:
         self.weights = _applicability(int(poly_n), float(poly_sigma))
         self._plans: dict[tuple[int, int], list[_Level]] = {}
         self._borders: dict[int, np.ndarray] = {}
-        from vrme.features import _kernels as _kernels
-
-        self._k = _kernels
+        self._k, self.kernel = _load_kernels(kernel)
 
     def _plan(self, shape: tuple[int, int]) -> list[_Level]:
         plan = self._plans.get(shape)

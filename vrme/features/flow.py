@@ -23,7 +23,8 @@ chunks that run on worker processes; the numbers do not depend on the split.
 Output: ``features/<dataset>/<feature-hash>/<subject>/<video>.parquet`` written with
 :func:`vrme.schema.write_video_features`; its metadata (``meta``) records the parameters and their
 hash, library versions, the frames' fingerprint, window counts per alignment flag, the frames
-replaced under ``bad_frame: repeat_previous`` and the number of re-alignment shifts. A file with
+replaced under ``bad_frame: repeat_previous``, the number of re-alignment shifts and which
+flow kernels ran (``flow_kernel``: ``c`` or ``numba`` for the fast path, ``opencv``). A file with
 the same parameter hash and fingerprint is reused; anything else is recomputed.
 """
 
@@ -204,6 +205,7 @@ class _Flow:
             from vrme.features.farneback import Farneback
 
             self.fast = Farneback(*params)
+        self.kernel = "opencv" if self.fast is None else self.fast.kernel
         self.seconds = 0.0
         self.calls = 0
 
@@ -336,6 +338,7 @@ class FeatureChunk:
     realign_shifts: int
     timings: dict[str, float]
     peak_rss_mb: float = 0.0
+    flow_kernel: str = ""
 
 
 def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[str], w0: int,
@@ -377,7 +380,7 @@ def feature_chunk(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     timings = {"decode": reader.decode_s, "flow": flow_fn.seconds,
                "rest": max(0.0, total - reader.decode_s - flow_fn.seconds)}
     return FeatureChunk(w0, values, sorted(reader.bad), reader.reads, flow_fn.calls, shifts,
-                        timings, peak_rss_mb())
+                        timings, peak_rss_mb(), flow_fn.kernel)
 
 
 # -- videos --------------------------------------------------------------------------------------
@@ -410,7 +413,8 @@ def _finish_features(cfg: Config, row: Mapping[str, Any], out_path: Path, meta: 
     bad = sorted({b for c in chunks for b in c.bad_frames})
     counts = window_counts(flags)
     meta = dict(meta, counts=counts, bad_frames=bad, n_bad_frames=len(bad),
-                realign_shifts=int(sum(c.realign_shifts for c in chunks)))
+                realign_shifts=int(sum(c.realign_shifts for c in chunks)),
+                flow_kernel=",".join(sorted({c.flow_kernel for c in chunks})))
     feats = VideoFeatures(
         subject=subject,
         video=video,

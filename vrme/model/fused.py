@@ -8,10 +8,9 @@ and block of channels, with the block's states in the core's cache: at the paper
 several times faster (``benchmarks/train_step.py``). Its results equal the pure-PyTorch scan's
 within float rounding (``tests/test_model.py`` compares both with the step-by-step loop).
 
-Building needs a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang`` on the PATH). The
-library is built for this CPU (``-march=native``) and cached under ``$VRME_KERNEL_CACHE``
-(default ``~/.cache/vrme/kernels``), one file per source, compiler, flags and CPU, so a
-second process loads it at once. Without a compiler, :func:`fused_scan_available` is False,
+Building needs a C compiler (:mod:`vrme.native`: ``$CC``, else ``cc``, ``gcc`` or ``clang``
+on the PATH); the library is built for this CPU and cached, so a second process loads it at
+once. Without a compiler, :func:`fused_scan_available` is False,
 :func:`fused_scan_error` says why, and ``model.scan: auto`` uses the pure-PyTorch scan.
 
 Threads: the batch is split into at most ``_GROUPS`` fixed groups of items run on
@@ -24,13 +23,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,16 +32,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from vrme import native
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("scan_kernel.c")
 _LOG2E = 1.4426950408889634
 _GROUPS = 16
-_BASE_FLAGS = ["-O3", "-fopenmp-simd", "-fPIC", "-shared"]
-# For this CPU, with 512-bit vectors where it has them (gcc prefers 256 by default): the
-# first set the compiler accepts.
-_ARCH_FLAGS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"],
-               ["-mcpu=native"], [])
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
@@ -64,78 +55,14 @@ class _Kernel:
             self.fwd[suffix], self.bwd[suffix] = f, b
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("VRME_KERNEL_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vrme" / "kernels"
-
-
-def _cpu_signature() -> str:
-    """What ``-march=native`` depends on: the CPU's model and feature flags."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"{platform.machine()} {platform.processor()}"
-    keep = [ln for ln in text.splitlines()
-            if ln.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part")]
-    return "\n".join(sorted(set(keep)))
-
-
-def _compiler() -> str | None:
-    cc = os.environ.get("CC")
-    if cc:
-        return shutil.which(cc) or cc
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-
-
 def _build() -> _Kernel:
     """Compile (or load the cached) kernel library; raises RuntimeError saying why not."""
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (set $CC, or install cc, gcc or clang)")
     try:
-        version = _run([cc, "--version"]).stdout.splitlines()[:1]
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"the C compiler {cc} does not run: {exc}") from None
-    source = SOURCE.read_bytes()
-    errors = []
-    for arch in _ARCH_FLAGS:
-        flags = _BASE_FLAGS + arch
-        key = hashlib.sha256(b"\0".join(
-            [source, cc.encode(), "\n".join(version).encode(), " ".join(flags).encode(),
-             _cpu_signature().encode()])).hexdigest()[:16]
-        for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"vrme-kernels-{os.getuid()}"):
-            lib_path = folder / f"scan_kernel-{key}.so"
-            if not lib_path.is_file():
-                try:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    tmp = folder / f".{lib_path.name}.{os.getpid()}.{threading.get_ident()}"
-                    res = _run([cc, *flags, str(SOURCE), "-o", str(tmp), "-lm"])
-                except OSError as exc:  # the folder is not writable: try the next one
-                    errors.append(f"{folder}: {exc}")
-                    continue
-                if res.returncode != 0:
-                    tmp.unlink(missing_ok=True)
-                    errors.append(f"{cc} {' '.join(flags)}: {res.stderr.strip()[-500:]}")
-                    break  # these flags do not work: try the next ones
-                os.replace(tmp, lib_path)
-                log.info("compiled the fused CPU selective scan into %s", lib_path)
-            try:
-                return _Kernel(ctypes.CDLL(str(lib_path)), lib_path)
-            except OSError as exc:
-                errors.append(f"loading {lib_path}: {exc}")
-                break
-    raise RuntimeError("could not build the fused scan kernel: " + " | ".join(errors))
+        lib, path = native.build(SOURCE)
+    except RuntimeError as exc:
+        raise RuntimeError(str(exc).replace("could not build scan_kernel.c",
+                                            "could not build the fused scan kernel")) from None
+    return _Kernel(lib, path)
 
 
 @functools.cache
