@@ -4,7 +4,6 @@ kept to its own task, batching, rerun commands, naming runs."""
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from prefect import Task
 from prefect.task_runners import TaskRunner
 
+from flows.naming import cli_command, run_tags, run_title  # noqa: F401 - the flows' names
 from tasks.common import task_options
 from vrme.config import Config, load_config
 from vrme.interrupt import Interrupted, stop_requested
@@ -101,45 +101,6 @@ def batches(rows: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]
     """Split manifest rows into batches of ``size`` videos."""
     size = max(1, size)
     return [rows[i:i + size] for i in range(0, len(rows), size)]
-
-
-def cli_command(command: str, config: str | None, overrides: Sequence[str] | None = None,
-                root: str | None = None, out: str | None = None, **options: Any) -> str:
-    """The ``vrme`` command line that reruns a flow with these parameters, e.g.
-    ``vrme run --config configs/demo.yaml --set decode.p=0.6 --folds 2,3``."""
-    words = ["vrme", command]
-    if config:
-        words += ["--config", config]
-    for o in overrides or []:
-        words += ["--set", o]
-    if root:
-        words += ["--root", root]
-    if out:
-        words += ["--out", out]
-    for k, v in options.items():
-        if v is None or v is False:
-            continue
-        words.append(f"--{k.replace('_', '-')}")
-        if v is not True:
-            words.append(str(v))
-    return shlex.join(words)
-
-
-def run_tags(run_name: str, config: str | None, overrides: Sequence[str] | None) -> list[str]:
-    """Tags of a flow run: ``vrme``, the run name, the config file and every override, so a
-    ``decode.p=0.6`` run is found by its tag in the UI."""
-    from pathlib import Path
-
-    tags = ["vrme", f"run:{run_name}"]
-    if config:
-        tags.append(f"config:{Path(config).name}")
-    tags += [f"set:{o}" for o in overrides or []]
-    return tags
-
-
-def run_title(run_name: str, overrides: Sequence[str] | None, extra: str = "") -> str:
-    """A flow run's name: the run name, then the overrides (``demo decode.p=0.6``)."""
-    return " ".join([run_name, *(overrides or []), *([extra] if extra else [])])
 
 
 def name_from_parameters(default: str) -> Callable[[], str]:

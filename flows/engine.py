@@ -5,8 +5,9 @@ it runs, in a session of its own, so Ctrl-C in the terminal reaches only the com
 asks this process to stop (the stop file of :mod:`vrme.interrupt`). While the command reads its
 config, checks the inputs and finds a Prefect API, this process imports Prefect and the flow's
 modules (the larger part of the start-up); then it reads its job, one JSON line on standard
-input (:func:`run_job`): it creates the flow run from the deployment, tells the command the
-run's id (an event), and executes the run. An empty standard input (the command ended without
+input (:func:`run_job`): the flow run the command created meanwhile (or, when the command
+could not, one it creates from the deployment, whose id it tells the command in an event), and
+executes the run. An empty standard input (the command ended without
 a job: a refused input, ``--help``) ends it at once. This process also stops when the command
 that started it is gone.
 """
@@ -104,7 +105,10 @@ def create_run(flow_name: str, job: dict[str, Any]) -> Any:
 
 def run_job(flow_name: str, job: dict[str, Any]) -> int:
     """Execute ``job`` (from the command): the Prefect API at ``api_url``, the stop file at
-    ``stop_file``; the run is created here (:func:`create_run`) and its id sent as an event."""
+    ``stop_file``, the flow run ``flow_run`` the command created (the API's JSON of it,
+    :func:`flows.launch.create_run_early`); without one, the run is
+    created here (:func:`create_run`) and its id sent as an event."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.flow_engine import run_flow
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -119,12 +123,14 @@ def run_job(flow_name: str, job: dict[str, Any]) -> int:
         if stop_requested():  # stopped before the run existed
             return 130
         try:
-            flow_run = create_run(flow_name, job)
+            flow_run = FlowRun.model_validate(job["flow_run"]) if job.get("flow_run") else \
+                create_run(flow_name, job)
         except Exception as exc:  # noqa: BLE001 - the API refused or is gone: one line
             emit({"type": "error", "user_error": False,
                   "message": f"could not create the flow run: {type(exc).__name__}: {exc}"})
             return 1
-        emit({"type": "flow_run", "id": str(flow_run.id)})
+        if not job.get("flow_run"):
+            emit({"type": "flow_run", "id": str(flow_run.id)})
         state = run_flow(load_flow(flow_name), flow_run=flow_run, return_type="state")
     if state.is_failed() or state.is_crashed():
         err = state.result(raise_on_failure=False)

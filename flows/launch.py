@@ -7,12 +7,14 @@ watched from the terminal.
    as early as the command knows its flow (:func:`prewarm`, from the console script): it
    imports Prefect and the flow's modules while the command reads its config and checks the
    inputs, then gets its job on standard input.
-3. The child creates the flow run from the deployment ``<flow>/<run name>`` (registered on first
-   use, with no schedule), named after the run and its overrides and tagged with the run name,
-   the config file and every override. Being a deployment run, it has a **Retry** button in the
-   UI, executed by ``vrme serve`` (see the README). The command relays its log lines, draws one
-   progress bar for the whole run (with an ETA) from the child's events
-   (:mod:`flows.progress`), and receives the run's id and outcome.
+3. The flow run is created from the deployment ``<flow>/<run name>`` by the command itself,
+   over the REST API while the child still imports Prefect (:func:`create_run_early`), or, the
+   first time (the deployment is registered then, with no schedule), by the child. It is named
+   after the run and its overrides and tagged with the run name, the config file and every
+   override. Being a deployment run, it has a **Retry** button in the UI, executed by ``vrme
+   serve`` (see the README). The command relays its log lines, draws one progress bar for the
+   whole run (with an ETA) from the child's events (:mod:`flows.progress`), and receives the
+   run's outcome. A run whose child ends before the run does is marked Crashed.
 4. Ctrl-C or SIGTERM: the command creates the run's stop file; every loop in the child (and in
    its worker processes) stops at its next check and the run ends Cancelled. If the child is
    still there after :data:`STOP_GRACE_S`, its whole process group is killed (every output is
@@ -309,8 +311,13 @@ def _launch(engine: _Engine, parameters: dict[str, Any], deployment: str, run_ti
             _kill_group(proc)
 
     handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    early = {} if stop["at"] is not None else create_run_early(
+        api_url, flow_name, deployment, parameters, run_title, tags)
+    if early:
+        on_event({"type": "flow_run", "id": early["id"]})
     engine.start({"api_url": api_url, "deployment": deployment, "parameters": parameters,
-                  "run_title": run_title, "tags": tags, "stop_file": str(stop_file)})
+                  "run_title": run_title, "tags": tags, "stop_file": str(stop_file),
+                  "flow_run": early or None})
     relay = _Relay(proc, engine.read_fd, display.line, on_event)
     killed = False
     try:
@@ -330,6 +337,8 @@ def _launch(engine: _Engine, parameters: dict[str, Any], deployment: str, run_ti
     if interrupted or killed or proc.returncode < 0:
         if fr_id:
             _mark_cancelled(fr_id, killed)
+    elif fr_id and proc.returncode != 0 and not state["outcome"]:
+        _mark_crashed(fr_id, proc.returncode)  # the engine died before the run ended
         if work_dir is not None:
             from vrme.io import clean_work_folder
 
@@ -355,19 +364,63 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def create_run_early(api_url: str, flow_name: str, deployment: str, parameters: dict[str, Any],
+                     run_title: str, tags: list[str]) -> dict[str, Any]:
+    """The job's flow run (the API's JSON of it), created here from deployment
+    ``<flow_name>/<deployment>`` over the REST API (urllib: the command imports no Prefect),
+    Pending, named and tagged as the engine would (:func:`flows.engine.create_run`), while
+    the engine is still importing Prefect. ``{}`` when the deployment does not exist yet (its
+    first run: the engine registers it) or the API refuses (authentication, say): then the
+    engine creates the run, as before, with Prefect's client and its error messages."""
+    import urllib.parse
+    import urllib.request
+
+    def quoted(name: str) -> str:
+        return urllib.parse.quote(name, safe="")
+
+    try:
+        with urllib.request.urlopen(f"{api_url}/deployments/name/{quoted(flow_name)}/"
+                                    f"{quoted(deployment)}", timeout=10) as r:
+            dep_id = json.load(r)["id"]
+        body = {"parameters": parameters, "tags": tags, "name": run_title,
+                "state": {"type": "PENDING", "name": "Pending"}}
+        req = urllib.request.Request(f"{api_url}/deployments/{dep_id}/create_flow_run",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            run = json.load(r)
+        run["id"] = str(run["id"])
+        return run
+    except (OSError, ValueError, KeyError, TypeError):  # HTTP errors are OSErrors
+        return {}
+
+
 def _mark_cancelled(flow_run_id: Any, killed: bool) -> None:
     """Mark a stopped run Cancelled in Prefect, unless it already reached a final state."""
-    from prefect import get_client
     from prefect.states import Cancelled
+
+    how = "killed after the grace period" if killed else "stopped"
+    _mark_final(flow_run_id, Cancelled(
+        message=f"stopped from the vrme command (Ctrl-C or SIGTERM); {how}"))
+
+
+def _mark_crashed(flow_run_id: Any, exit_code: int) -> None:
+    """Mark Crashed a run whose engine ended (exit code ``exit_code``) before the run did."""
+    from prefect.states import Crashed
+
+    _mark_final(flow_run_id, Crashed(
+        message=f"the vrme engine process ended with exit code {exit_code} before the run did"))
+
+
+def _mark_final(flow_run_id: Any, final: Any) -> None:
+    """Set state ``final`` on a run, unless it already reached a final state."""
+    from prefect import get_client
 
     try:
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(flow_run_id)
             if run.state is None or not run.state.is_final():
-                how = "killed after the grace period" if killed else "stopped"
-                client.set_flow_run_state(flow_run_id, Cancelled(
-                    message=f"stopped from the vrme command (Ctrl-C or SIGTERM); {how}"),
-                    force=True)
+                client.set_flow_run_state(flow_run_id, final, force=True)
     except Exception:  # noqa: BLE001 - the API may be gone as well; nothing else to do
         pass
 

@@ -101,6 +101,43 @@ def test_cli_run_against_server_and_read_back(prefect_server, tiny_synth_root, t
         assert any("frames/s" in lg.message for lg in logs)  # per-video lines
 
 
+def test_the_command_creates_the_run_while_its_engine_starts(prefect_server, tiny_synth_root,
+                                                             tmp_path):
+    """The first run of a deployment is created by the engine (which registers the
+    deployment), later ones by the command over the REST API: the same deployment, name, tags
+    and parameters either way. A run the command created whose engine ends first is marked
+    Crashed, not left Pending."""
+    url, env = prefect_server
+    cfg = tmp_path / "early.yaml"
+    cfg.write_text(tiny_config_text(tiny_synth_root, tmp_path / "work").replace(
+        "name: tiny", "name: early"))
+    for _ in range(2):
+        proc = run_vrme(env, "ingest", "--config", str(cfg))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.count("runs/flow-run/") + proc.stderr.count("runs/flow-run/") == 1
+    runs = [r for r in flow_runs(url, "vrme-ingest") if "run:early" in r.tags]
+    assert len(runs) == 2 and all(r.state.is_completed() for r in runs)
+    first, second = sorted(runs, key=lambda r: r.created)
+    assert first.deployment_id == second.deployment_id is not None
+    assert first.name == second.name == "early"
+    assert first.tags == second.tags and first.parameters == second.parameters
+
+    from prefect import get_client
+
+    from flows.launch import _mark_crashed, create_run_early
+
+    assert create_run_early(url, "vrme-ingest", "no-such-deployment", {}, "x", []) == {}
+    run = create_run_early(url, "vrme-ingest", "early", dict(second.parameters), "early x",
+                           ["vrme", "run:early", "set:x"])
+    assert run["state"]["type"] == "PENDING" and run["name"] == "early x"
+    assert run["deployment_id"] == str(second.deployment_id)
+    assert set(run["tags"]) >= {"vrme", "run:early", "set:x"}
+    _mark_crashed(run["id"], 1)
+    with client_for(url), get_client(sync_client=True) as client:
+        state = client.read_flow_run(run["id"]).state
+    assert state.is_crashed() and "exit code 1" in state.message
+
+
 @pytest.fixture
 def served(prefect_server, tmp_path):
     """Start ``vrme serve --config <cfg>`` (no schedule) for a config written by the test;

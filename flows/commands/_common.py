@@ -78,8 +78,8 @@ def run_config_flow(flow_name: str, cfg: Any, params: dict[str, Any], what: str,
     """Run a config flow (``vrme-benchmark``, ``vrme-ingest``, ...) as a deployment run in a
     child process (:func:`flows.launch.launch`); returns its :class:`LaunchResult`. A user
     error inside the run (a bad spreadsheet, say) exits 2 with its one line."""
-    from flows._shared import run_tags, run_title
     from flows.launch import launch
+    from flows.naming import run_tags, run_title
 
     res = launch(flow_name, params, deployment=cfg.run_name,
                  run_title=run_title(cfg.run_name, params.get("overrides"), extra_title),
@@ -106,7 +106,7 @@ def run_config_flow(flow_name: str, cfg: Any, params: dict[str, Any], what: str,
 
 
 def _rerun_words(flow_name: str, params: dict[str, Any]) -> str:
-    from flows._shared import cli_command
+    from flows.naming import cli_command
 
     command = {"vrme-benchmark": "run"}.get(flow_name, flow_name.removeprefix("vrme-"))
     return cli_command(command, params.get("config"), params.get("overrides"),
