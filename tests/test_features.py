@@ -350,6 +350,30 @@ def test_fast_and_opencv_paths_agree_on_a_generated_video(tmp_path):
     assert np.abs(a.values - b.values).mean() < 1e-4
 
 
+def test_features_made_by_other_flow_kernels_are_computed_again(tmp_path, monkeypatch):
+    """The fast path's C and numba kernels agree only to float rounding, so a feature file is
+    reused only by a process running the kernels that made it (its ``flow_kernel``)."""
+    from vrme.features.farneback import KERNEL_ENV, kernel_name
+
+    if kernel_name() != "c":
+        pytest.skip("the C kernels do not build here")
+    frames, _ = facegen.render(60, me=(20, 32), amplitude=2.5)
+    root, out = tmp_path / "data", tmp_path / "work"
+    row = facegen.write_video(root, "s1", "v1", frames)
+    cfg = videos_config(root, out, k=K)
+    align_video(cfg, row)
+    monkeypatch.setenv(KERNEL_ENV, "numba")
+    first = extract_video_features(cfg, row)
+    assert first.status == "computed"
+    assert read_video_features(first.path).meta["flow_kernel"] == "numba"
+    assert extract_video_features(cfg, row).status == "cached"  # the same kernels: reused
+    monkeypatch.delenv(KERNEL_ENV)
+    again = extract_video_features(cfg, row)
+    assert again.status == "computed" and again.path == first.path
+    assert read_video_features(again.path).meta["flow_kernel"] == "c"
+    assert extract_video_features(cfg, row).status == "cached"
+
+
 def test_missing_face_reference_starts_the_window_at_its_first_face(tmp_path):
     """missing_face: reference, on frames without a face at chosen places (real dlib): a
     window whose first frames show no face is compared with its first frame that has one; the

@@ -83,9 +83,10 @@ def _border_weights(n: int) -> np.ndarray:
     return w
 
 
-def _load_kernels(kernel: str) -> tuple[object, str]:
-    """The kernel functions for ``kernel`` ("auto", "c", "numba") and the name of those used.
-    ``auto`` follows ``$VRME_FLOW_KERNEL`` when it is set (``numba`` or ``c``)."""
+def kernel_name(kernel: str = "auto") -> str:
+    """Which kernels ``Farneback(..., kernel=kernel)`` runs in this process: ``c`` or ``numba``
+    (``auto`` follows ``$VRME_FLOW_KERNEL`` when it is set, else C where it builds). Builds the
+    C kernels on first use, as :class:`Farneback` does."""
     if kernel == "auto":
         kernel = os.environ.get(KERNEL_ENV) or "auto"
     if kernel not in ("auto", "c", "numba"):
@@ -94,10 +95,22 @@ def _load_kernels(kernel: str) -> tuple[object, str]:
         from vrme.features import _native
 
         try:
-            return _native.kernels(), "c"
+            _native.kernels()
+            return "c"
         except RuntimeError:
             if kernel == "c":
                 raise
+    return "numba"
+
+
+def _load_kernels(kernel: str) -> tuple[object, str]:
+    """The kernel functions for ``kernel`` ("auto", "c", "numba") and the name of those used
+    (:func:`kernel_name`)."""
+    name = kernel_name(kernel)
+    if name == "c":
+        from vrme.features import _native
+
+        return _native.kernels(), "c"
     from vrme.features import _kernels
 
     return _kernels, "numba"

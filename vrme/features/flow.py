@@ -25,7 +25,8 @@ Output: ``features/<dataset>/<feature-hash>/<subject>/<video>.parquet`` written 
 hash, library versions, the frames' fingerprint, window counts per alignment flag, the frames
 replaced under ``bad_frame: repeat_previous``, the number of re-alignment shifts and which
 flow kernels ran (``flow_kernel``: ``c`` or ``numba`` for the fast path, ``opencv``). A file with
-the same parameter hash and fingerprint is reused; anything else is recomputed.
+the same parameter hash and fingerprint, made by the kernels this process runs
+(:func:`flow_kernel_here`), is reused; anything else is recomputed.
 """
 
 from __future__ import annotations
@@ -183,6 +184,17 @@ class _Window:
         self.out = np.zeros((N_ROWS, k), dtype=np.float32)
         self.means = np.zeros((N_ROWS // 2, 2), dtype=np.float64)
         self.active = box is not None
+
+
+def flow_kernel_here(flow_impl: str) -> str:
+    """The ``flow_kernel`` a feature file made in this process records: ``opencv`` for
+    ``flow_impl: opencv``, else the fast path's kernels (:func:`vrme.features.farneback.
+    kernel_name`). A cached file made by other kernels is computed again."""
+    if flow_impl != "fast":
+        return "opencv"
+    from vrme.features.farneback import kernel_name
+
+    return kernel_name()
 
 
 class _Flow:
@@ -464,7 +476,8 @@ def plan_features(cfg: Config, row: Mapping[str, Any], root: str | os.PathLike[s
     params = feature_params(cfg)
     params_hash = stable_hash(params)
     fingerprint = frames_fingerprint(row, root, cfg.dataset.frame_skip)
-    if not force and cached_output_valid(out_path, params_hash, fingerprint):
+    if not force and cached_output_valid(out_path, params_hash, fingerprint,
+                                         flow_kernel_here(cfg.features.flow_impl)):
         meta = read_parquet_metadata(out_path)["vrme"]
         job.status = VideoStatus(stage="features", subject=subject, video=video,
                                  status="cached", path=str(out_path), n_indices=n_indices,

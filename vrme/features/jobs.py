@@ -206,16 +206,20 @@ def dataset_root(dataset: DatasetConfig, root: str | os.PathLike[str] | None) ->
     return Path(r)
 
 
-def cached_output_valid(path: Path, params_hash: str, fingerprint: str) -> bool:
+def cached_output_valid(path: Path, params_hash: str, fingerprint: str,
+                        flow_kernel: str | None = None) -> bool:
     """True when the landmarks or features file ``path`` exists and was made with these
-    parameters (hash) from these frames (fingerprint)."""
+    parameters (hash) from these frames (fingerprint) and, for features (``flow_kernel``
+    given), by the flow kernels this process runs (``c``, ``numba`` or ``opencv``: the fast
+    path's two kernels agree only to float rounding)."""
     if not path.is_file():
         return False
     try:
         meta = read_parquet_metadata(path).get("vrme", {})
     except (OSError, pa.ArrowInvalid):
         return False
-    return meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
+    return (meta.get("params_hash") == params_hash and meta.get("fingerprint") == fingerprint
+            and (flow_kernel is None or meta.get("flow_kernel") == flow_kernel))
 
 
 # -- running many videos --------------------------------------------------------------------
