@@ -130,16 +130,17 @@ def tag_this_run(tags: list[str]) -> None:
     """Add ``tags`` to the current flow run (for runs started by a schedule or the UI, whose
     tags are the deployment's)."""
     from prefect import get_client
-    from prefect.runtime import flow_run
+    from prefect.context import FlowRunContext
 
-    run_id = flow_run.get_id()
-    if not run_id:
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    current = list(ctx.flow_run.tags or [])  # as the run started: no request when complete
+    missing = [t for t in tags if t not in current]
+    if not missing:
         return
     try:
         with get_client(sync_client=True) as client:
-            current = client.read_flow_run(run_id).tags or []
-            missing = [t for t in tags if t not in current]
-            if missing:
-                client.update_flow_run(run_id, tags=list(current) + missing)
+            client.update_flow_run(ctx.flow_run.id, tags=current + missing)
     except Exception as exc:  # noqa: BLE001 - tags are a convenience, never a failure
         log.debug("could not tag the flow run: %s", exc)

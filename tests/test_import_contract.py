@@ -8,6 +8,7 @@ through ``importlib`` or through a third package).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,31 @@ def test_importing_the_library_loads_no_orchestration():
                          cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "", f"importing vrme loaded: {res.stdout.strip()}"
+
+
+def test_a_command_checks_and_names_its_run_without_importing_prefect(tiny_synth_root, tmp_path):
+    """With ``PREFECT_API_URL`` set, the command's own part of a run (the CLI, loading and
+    checking the config and the dataset's labels, naming and tagging the run, the launcher)
+    imports no Prefect: the flow's engine process imports it meanwhile, and the command's
+    share of the start-up stays short."""
+    from tests.helpers import tiny_config_text
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(tiny_config_text(tiny_synth_root, tmp_path / "work"))
+    code = (
+        "import sys\n"
+        "import flows.cli, flows.launch\n"
+        "from flows.commands._common import flow_parameters, load\n"
+        "from flows.naming import cli_command, run_tags, run_title\n"
+        f"cfg = load({str(cfg)!r}, [])\n"
+        f"p = flow_parameters({str(cfg)!r}, [], None, None)\n"
+        "run_title(cfg.run_name, []), run_tags(cfg.run_name, p['config'], [])\n"
+        "cli_command('features', p['config'])\n"
+        "print(' '.join(sorted(n for n in sys.modules if n.split('.')[0] == 'prefect')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "", f"the command loaded: {res.stdout.strip()[:300]}"

@@ -209,7 +209,8 @@ def test_retry_of_a_failed_vrme_run_redoes_only_the_failed_fold(prefect_server, 
 def test_configs_a_b_a_through_the_served_deployment(prefect_server, served, tiny_synth_root,
                                                      tmp_path):
     """Default, decode.p=0.6, default again, each a run of the served deployment (as the
-    schedule or the UI's Run starts them): every run reports its own config's numbers."""
+    schedule or the UI's Run starts them): every run reports its own config's numbers and is
+    tagged with its overrides by the flow (the deployment's tags are only ``vrme``)."""
     from prefect.deployments import run_deployment
 
     url, env = prefect_server
@@ -237,6 +238,7 @@ def test_configs_a_b_a_through_the_served_deployment(prefect_server, served, tin
                                  timeout=0)
         run = wait_final(url, run.id)
         assert run.state.is_completed(), run.state
+        assert {"vrme", "run:aba", *(f"set:{o}" for o in overrides)} <= set(run.tags)  # added
         seen.append(json.loads(metrics.read_text()))
     assert seen[0]["official"] == seen[2]["official"]
     assert seen[0]["fold_config_hash"] == seen[2]["fold_config_hash"] != seen[1][
