@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,7 +115,9 @@ def test_the_command_creates_the_run_while_its_engine_starts(prefect_server, tin
     for _ in range(2):
         proc = run_vrme(env, "ingest", "--config", str(cfg))
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert proc.stdout.count("runs/flow-run/") + proc.stderr.count("runs/flow-run/") == 1
+        out = proc.stdout + proc.stderr
+        assert out.count("flow run 'early' (vrme-ingest/early): http") == 1, out  # one link
+        assert len(set(re.findall(r"runs/flow-run/([0-9a-f-]{36})", out))) == 1, out
     runs = [r for r in flow_runs(url, "vrme-ingest") if "run:early" in r.tags]
     assert len(runs) == 2 and all(r.state.is_completed() for r in runs)
     first, second = sorted(runs, key=lambda r: r.created)
@@ -132,7 +135,8 @@ def test_the_command_creates_the_run_while_its_engine_starts(prefect_server, tin
     assert run["state"]["type"] == "PENDING" and run["name"] == "early x"
     assert run["deployment_id"] == str(second.deployment_id)
     assert set(run["tags"]) >= {"vrme", "run:early", "set:x"}
-    _mark_crashed(run["id"], 1)
+    with client_for(url):  # as in the command, inside its Prefect API's settings
+        _mark_crashed(run["id"], 1)
     with client_for(url), get_client(sync_client=True) as client:
         state = client.read_flow_run(run["id"]).state
     assert state.is_crashed() and "exit code 1" in state.message
