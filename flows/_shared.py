@@ -1,5 +1,6 @@
 """Helpers the flows share: config from flow parameters, running many tasks with every fault
-kept to its own task, batching, rerun commands, naming runs."""
+kept to its own task, batching, the run-name callable and tagging (the names and command
+lines themselves are in :mod:`flows.naming`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from prefect import Task
 from prefect.task_runners import TaskRunner
 
-from flows.naming import cli_command, run_tags, run_title  # noqa: F401 - the flows' names
+from flows.naming import run_title
 from tasks.common import task_options
 from vrme.config import Config, load_config
 from vrme.interrupt import Interrupted, stop_requested

@@ -20,14 +20,13 @@ from typing import Any
 from prefect import flow
 
 from flows._shared import (
-    cli_command,
     config_from_params,
     name_from_parameters,
-    run_tags,
     tag_this_run,
 )
 from flows.features import count_note, failed_videos, features_step
 from flows.ingest import ingest_step, stages_of
+from flows.naming import cli_command, run_tags
 from flows.outcome import FAILURES_FILE, finish_run, record_failures
 from flows.progress import RunProgress
 from flows.report import fold_table, publish_artifacts, report_step

@@ -21,13 +21,12 @@ from prefect.task_runners import TaskRunner
 from flows._shared import (
     Outcome,
     batches,
-    cli_command,
     config_from_params,
     name_from_parameters,
-    run_tags,
     run_tasks,
     tag_this_run,
 )
+from flows.naming import cli_command, run_tags
 from flows.progress import RunProgress
 from tasks.common import task_runner
 from tasks.pipeline import align_task, features_task

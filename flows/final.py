@@ -9,14 +9,13 @@ from prefect import flow
 
 from flows._shared import (
     call_task,
-    cli_command,
     config_from_params,
     name_from_parameters,
-    run_tags,
     tag_this_run,
 )
 from flows.features import failed_videos
 from flows.ingest import stages_of
+from flows.naming import cli_command, run_tags
 from flows.outcome import finish_run
 from flows.progress import RunProgress
 from tasks.common import task_runner

@@ -9,12 +9,11 @@ from prefect import flow
 
 from flows._shared import (
     call_task,
-    cli_command,
     config_from_params,
     name_from_parameters,
-    run_tags,
     tag_this_run,
 )
+from flows.naming import cli_command, run_tags
 from flows.progress import RunProgress
 from tasks.pipeline import ingest_task, synthesize_task
 from vrme.config import Config, wants_synthesis

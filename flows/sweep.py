@@ -28,12 +28,11 @@ from typing import Any
 from prefect import flow
 
 from flows._shared import (
-    cli_command,
     config_from_params,
     name_from_parameters,
-    run_tags,
     tag_this_run,
 )
+from flows.naming import cli_command, run_tags
 from flows.outcome import finish_run
 from flows.progress import RunProgress, artifact_key
 from vrme.config import ConfigError, parse_override
